@@ -1,0 +1,102 @@
+"""Rewards for maths answers (method.md §3), with a TRL-style signature so users can plug in their own.
+
+    reward(prompts: list[str], completions: list[str], **dataset_columns) -> list[float | None]
+
+`math_reward` scores 100 when Math-Verify judges the last `\\boxed{...}` of the completion equal to the
+gold `answer` column, 10 when a boxed answer was extracted but is wrong, 0 when there is none. A judge that
+crashes or times out gives None ("no reward"; excluded from the RLOO baseline and counted in the metrics),
+never a silent 0.
+
+Math-Verify times out with `signal.alarm`, which works only in the main thread: off the main thread we
+pass its timeout options as None (no alarm).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import threading
+from typing import Callable
+
+CORRECT, FORMATTED, WRONG_FORMAT = 100.0, 10.0, 0.0
+RewardFn = Callable[..., list]
+
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+
+class JudgeError(RuntimeError):
+    """Math-Verify failed on an answer (parse error or timeout)."""
+
+
+def extract_boxed(text: str) -> str | None:
+    """Contents of the last balanced `\\boxed{...}` (or `\\fbox{...}`) in text, else None."""
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    for start in reversed(starts):
+        depth = 1
+        for i in range(start, len(text)):
+            c = text[i]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i].strip()
+    return None
+
+
+def normalize_gold(gold: str) -> str:
+    """GSM8K-style golds keep only what follows '####', without thousands separators."""
+    gold = str(gold).strip()
+    if "####" in gold:
+        gold = gold.split("####")[-1].strip().replace(",", "")
+    return gold
+
+
+def judge(pred: str, gold: str) -> bool:
+    """Math-Verify's verdict on a predicted answer string against the gold string. Raises JudgeError."""
+    from math_verify import parse, verify
+    timeout = {} if threading.current_thread() is threading.main_thread() else None
+    pt = {} if timeout is not None else {"parsing_timeout": None}
+    vt = {} if timeout is not None else {"timeout_seconds": None}
+    gold = normalize_gold(gold)
+    try:
+        g = parse("\\boxed{" + gold + "}", raise_on_error=True, **pt)
+        p = parse("\\boxed{" + pred + "}", raise_on_error=True, **pt)
+        if not g:
+            raise JudgeError(f"Math-Verify could not parse the gold answer {gold!r}")
+        if not p:
+            return False
+        return bool(verify(g, p, raise_on_error=True, **vt))
+    except JudgeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any crash inside the judge must surface, not score 0
+        raise JudgeError(f"Math-Verify failed on pred={pred!r} gold={gold!r}: {type(e).__name__}: {e}") from e
+
+
+def score_completion(completion: str, gold: str) -> float | None:
+    boxed = extract_boxed(completion)
+    if boxed is None:
+        return WRONG_FORMAT
+    try:
+        return CORRECT if judge(boxed, gold) else FORMATTED
+    except JudgeError as e:
+        logging.getLogger("softcot.rewards").warning("%s", e)
+        return None
+
+
+def math_reward(prompts: list[str], completions: list[str], answer: list[str], **_columns) -> list[float | None]:
+    """100 / 10 / 0 per completion against the dataset's `answer` column; None if the judge crashed."""
+    if len(completions) != len(answer):
+        raise ValueError(f"{len(completions)} completions but {len(answer)} gold answers")
+    return [score_completion(c, g) for c, g in zip(completions, answer)]
+
+
+def load_reward(spec: str) -> RewardFn:
+    """'softcot.rewards:math_reward' or 'my_pkg.my_mod:fn' -> the function."""
+    mod, _, name = spec.partition(":")
+    if not name:
+        raise ValueError(f"reward {spec!r}: expected 'module:function'")
+    fn = getattr(importlib.import_module(mod), name, None)
+    if fn is None:
+        raise ValueError(f"reward {spec!r}: module {mod} has no function {name}")
+    return fn
