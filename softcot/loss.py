@@ -18,6 +18,7 @@ import math
 import torch
 from torch import nn
 
+from softcot.modes import mix
 from softcot.rollout import Rollout, decoder_of, lm_logits
 
 
@@ -121,7 +122,7 @@ class Scorer(nn.Module):
             if name == "cot" and ro.mode.continuous:
                 h = ro.cot_inputs[b, s - ro.cot_start]                 # (N, d) fp32, fixed
                 vals = self._chunked(src, lambda z, i: gaussian_logdensity(
-                    h[i], torch.softmax(z / ro.mode.temperature, -1) @ E.float(), ro.sigma))
+                    h[i], mix(z, E, ro.mode.temperature), ro.sigma))
             else:
                 temp = ro.mode.temperature if name == "cot" else (ro.answer_temperature or 1.0)
                 tgt = ro.input_ids[b, s]

@@ -77,5 +77,7 @@ def mix(logits: torch.Tensor, E: torch.Tensor, tau: float) -> torch.Tensor:
 
     One V x d product per step, about the cost of the output head; never a dense V x V or a per-row loop.
     """
-    p = torch.softmax(logits.float() / tau, dim=-1)
-    return p @ E.float() if E.dtype != torch.float32 else p @ E
+    # fp32 even under bf16 autocast: the Gaussian density compares h with this mean at the scale sigma.
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        p = torch.softmax(logits.float() / tau, dim=-1)
+        return p @ E.float()
