@@ -153,6 +153,15 @@ class _VocabTables:
         return cls._cache[key]
 
 
+def ends_with_marker(tokenizer, ids: list[int], marker: str) -> bool:
+    """Does the text of `ids` end with `marker` (trailing whitespace ignored)? Decodes a short tail only.
+
+    A tail of len(marker) tokens always covers the marker, since every token holds at least one character.
+    """
+    tail = tokenizer.decode(ids[-len(marker):], skip_special_tokens=False)
+    return tail.rstrip().endswith(marker)
+
+
 def _sample(logits: torch.Tensor, temperature: float, greedy: bool, generator) -> torch.Tensor:
     if greedy or temperature == 0:
         return logits.argmax(-1)
@@ -252,10 +261,8 @@ def rollout(model, tokenizer, prompts: list[str], mode: CoTMode, cfg: RolloutCon
             cot_ids[b].append(x)
             if x in eos_ids:
                 active[b] = False
-            elif tables.may_end_marker[x]:
-                tail = tokenizer.decode(cot_ids[b][-len(cfg.marker):], skip_special_tokens=False)
-                if tail.rstrip().endswith(cfg.marker):
-                    active[b], by_marker[b] = False, True
+            elif tables.may_end_marker[x] and ends_with_marker(tokenizer, cot_ids[b], cfg.marker):
+                active[b], by_marker[b] = False, True
         logits = step(emb[:, None, :], new_mask, new_pos)
         active_t = torch.tensor(active, device=device)
         if not any(active):

@@ -212,7 +212,8 @@ class Preempted(Exception):
     pass
 
 
-def train(cfg: TrainConfig, overrides_text: str = "") -> dict:
+def train(cfg: TrainConfig, overrides_text: str = "", reward_fn=None) -> dict:
+    """Run (or resume) training; `reward_fn` overrides cfg.reward with a callable."""
     from accelerate import Accelerator
 
     if cfg.threads:
@@ -231,7 +232,7 @@ def train(cfg: TrainConfig, overrides_text: str = "") -> dict:
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.train()
-    reward_fn = load_reward(cfg.reward)
+    reward_fn = reward_fn or load_reward(cfg.reward)
     train_recs = load_records(cfg.data.train, cfg.data.on_bad_row)
     val_recs = load_records(cfg.data.val, cfg.data.on_bad_row)[:cfg.data.val_size] if cfg.data.val else []
 
