@@ -371,11 +371,6 @@ def train(cfg: TrainConfig, overrides_text: str = "", reward_fn=None) -> dict:
         opt.zero_grad(set_to_none=True)
         sched.step()
         t4 = time.perf_counter()
-        if nonfinite_run > cfg.max_nonfinite_steps:
-            raise RuntimeError(f"{nonfinite_run} consecutive steps had a non-finite loss or gradient (last at step "
-                               f"{step + 1}); the last good checkpoint is {latest_checkpoint(ckdir)}. Lower optim.lr, "
-                               f"set optim.grad_clip, or check the data.")
-
         # ---- logging (deterministic values in metrics.jsonl, seconds in timing.jsonl)
         cot_len = torch.cat([ro.cot_len.float().cpu() for ro in rollouts])
         ans_len = torch.cat([ro.answer_len.float().cpu() for ro in rollouts])
@@ -391,6 +386,11 @@ def train(cfg: TrainConfig, overrides_text: str = "", reward_fn=None) -> dict:
             append_jsonl(timing_path, {"step": step + 1, "rollout_s": t1 - t0, "reward_s": t2 - t1,
                                        "score_fwd_s": t_fwd, "backward_s": t_bwd, "optim_s": t4 - t3,
                                        "step_s": t4 - t0})
+        if nonfinite_run > cfg.max_nonfinite_steps:
+            raise RuntimeError(f"{nonfinite_run} consecutive steps had a non-finite loss or gradient (last at step "
+                               f"{step + 1}); the last good checkpoint is {latest_checkpoint(ckdir)}. Lower optim.lr, "
+                               f"set optim.grad_clip, or check the data.")
+
         bar.set_postfix(reward=f"{row['reward_mean']:.1f}", pass1=f"{row['pass_rate']:.2f}", gn=f"{grad_norm:.2g}")
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:
