@@ -1,0 +1,80 @@
+"""Semantic validation of the workflow config (config.yaml or a preset) before any job starts.
+
+The JSON schema (workflow/schemas/config.schema.yaml) checks structure and types; this builds softcot's
+typed configs from each section, so an unknown key, tau <= 0, k > n, a missing model path or data file
+fails while Snakemake builds the DAG, naming the key (e.g. `train.settings.mode.tau`).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from softcot.config import ConfigError, from_dict
+
+
+class WorkflowConfigError(ConfigError):
+    pass
+
+
+def _fail(key: str, err: Exception) -> None:
+    raise WorkflowConfigError(f"config key {key}{str(err)}") from None
+
+
+def check_config(config: dict) -> None:
+    from softcot.evaluate import EvalConfig
+    from softcot.trainer import TrainConfig
+    placeholder_file = str(Path(__file__))          # stands in for files the workflow will create
+    toy = config["data"]["source"] == "toy"
+    if toy:
+        from softcot.pretrain import PretrainConfig
+        from softcot.toy import ToyConfig
+        for key, cls in (("data.toy", ToyConfig), ("pretrain", PretrainConfig)):
+            try:
+                _toy_style(cls, config["data"].get("toy") if key == "data.toy" else config.get("pretrain"))
+            except (ValueError, TypeError) as e:
+                _fail(key + ".", e)
+        model = {"name_or_path": "softcot/embedded-toy-base"}      # built by the pretrain rule
+    else:
+        model = copy.deepcopy(config["base"]["model"])
+        _check_sets(config)
+    settings = copy.deepcopy(config["train"]["settings"])
+    settings["model"] = {**model, **settings.get("model", {})}
+    settings.setdefault("data", {})
+    settings["data"].update(train=placeholder_file, val=placeholder_file)
+    try:
+        from_dict(TrainConfig, settings)
+    except ConfigError as e:
+        _fail("train.settings.", e)
+    ev = copy.deepcopy(config["eval"])
+    ev["model"] = {**model, **ev.get("model", {})}
+    ev["data"] = placeholder_file
+    try:
+        from_dict(EvalConfig, ev)
+    except ConfigError as e:
+        _fail("eval.", e)
+    for key in ("modes", "seeds"):
+        if not config["train"][key]:
+            raise WorkflowConfigError(f"config key train.{key}: empty; give at least one")
+    for name in config["data"]["test_sets"] + config["data"]["ood_sets"]:
+        if not toy and name not in config["data"].get("sets", {}):
+            raise WorkflowConfigError(f"config key data.test_sets/ood_sets: {name!r} is not defined under data.sets")
+
+
+def _toy_style(cls, data):
+    from softcot.toy import config_from_dict
+    return config_from_dict(cls, data or {})
+
+
+def _check_sets(config: dict) -> None:
+    from softcot.benchmarks import BENCHMARKS
+    for name, spec in config["data"].get("sets", {}).items():
+        key = f"data.sets.{name}"
+        if spec.get("benchmark") not in BENCHMARKS:
+            raise WorkflowConfigError(f"config key {key}.benchmark: got {spec.get('benchmark')!r}; allowed: "
+                                      f"{', '.join(sorted(BENCHMARKS))}")
+        if spec.get("path") and not Path(spec["path"]).exists():
+            raise WorkflowConfigError(f"config key {key}.path: {spec['path']!r} does not exist; point it at a local "
+                                      f"copy of the benchmark or remove it to load from the hub")
+    for name in ("train", "val"):
+        if name not in config["data"].get("sets", {}):
+            raise WorkflowConfigError(f"config key data.sets.{name}: required for benchmark experiments")

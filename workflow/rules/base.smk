@@ -1,0 +1,29 @@
+# The embedded default's base model: a tiny char-level Llama pre-trained from scratch on CoT demos of
+# both task families, stopped at a middling accuracy so that RL has room to improve. (Paper presets use
+# an instruct model from the hub instead and skip this rule.)
+
+
+rule pretrain_base:
+    input:
+        expand(RES + "/data/{split}.jsonl", split=["train", "val", "test", "test_hard", "ood"]),
+    output:
+        directory(RES + "/base"),
+        cfg=RES + "/configs/pretrain.yaml",
+    params:
+        pretrain=lambda wc: section("pretrain"),
+        data=RES + "/data",
+        ckpt=CKPT + "/base",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    log:
+        LOGS + "/base/pretrain.log",
+    benchmark:
+        BENCH + "/pretrain_base.tsv"
+    conda:
+        ENV
+    shell:
+        "python workflow/scripts/write_yaml.py {output.cfg:q} {params.pretrain:q} threads={threads} && "
+        "softcot pretrain --data {params.data:q} --config {output.cfg:q} --out {output[0]:q} "
+        "--ckpt-dir {params.ckpt:q} --no-progress > {log:q} 2>&1"

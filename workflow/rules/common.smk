@@ -1,0 +1,129 @@
+# Helpers, wildcard constraints and config validation. Rules live in the other .smk files.
+
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+# A second, semantic check with softcot's own typed configs (e.g. k > n, tau <= 0, missing files):
+# it runs when the DAG is built, so a bad config fails before any job starts, naming the key.
+from softcot.workflow_config import check_config
+
+check_config(config)
+
+EXP = config["experiment"]
+RES = f"results/{EXP}"
+CKPT = f"checkpoints/{EXP}"
+LOGS = f"logs/{EXP}"
+BENCH = f"benchmarks/{EXP}"
+MODES = config["train"]["modes"]
+SEEDS = config["train"]["seeds"]
+SETTINGS = config["eval"]["settings"]
+TEST_SETS = config["data"]["test_sets"]
+OOD_SETS = config["data"]["ood_sets"]
+ENV = "../../envs/softcot.yaml"
+
+
+wildcard_constraints:
+    variant=r"(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+)?",
+    seed=r"\d+",
+    model=r"base|(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+)?_seed\d+",
+    dataset=r"[A-Za-z0-9_]+",
+
+
+def section(*keys):
+    """A config section as a stable string: rules rerun only when the part they use changes."""
+    node = config
+    for k in keys:
+        node = node[k]
+    return json.dumps(node, sort_keys=True)
+
+
+def is_toy():
+    return config["data"]["source"] == "toy"
+
+
+def base_model():
+    """The base model: the pre-trained toy model's folder, or a hub id / local path from the preset."""
+    return f"{RES}/base" if is_toy() else config["base"]["model"]["name_or_path"]
+
+
+def base_inputs(wildcards=None):
+    return [f"{RES}/base"] if is_toy() else []
+
+
+def variant_overrides(variant):
+    """'fuzzy' -> mode.kind=fuzzy; 'fuzzy-gamma1.0' -> also mode.gamma=1.0; 'soft-tau0.1' -> mode.tau=0.1."""
+    kind, _, rest = variant.partition("-")
+    out = [f"mode.kind={kind}"]
+    if rest.startswith("gamma"):
+        out.append(f"mode.gamma={rest[5:]}")
+    elif rest.startswith("tau"):
+        out.append(f"mode.tau={rest[3:]}")
+    return out
+
+
+def model_path(model):
+    if model == "base":
+        return base_model()
+    variant, seed = model.rsplit("_seed", 1)
+    return f"{RES}/train/{variant}/seed{seed}/model"
+
+
+def model_inputs(wildcards):
+    if wildcards.model == "base":
+        return base_inputs()
+    variant, seed = wildcards.model.rsplit("_seed", 1)
+    return [f"{RES}/train/{variant}/seed{seed}"]
+
+
+def grid_models():
+    return ["base"] + [f"{m}_seed{s}" for m in MODES for s in SEEDS]
+
+
+def ablation_models(param):
+    ab = config["ablations"]
+    return [f"{ab['mode']}-{param}{v}_seed{s}" for v in ab[param] for s in ab["seeds"]]
+
+
+def launcher(rule_name):
+    """`accelerate launch` on GPUs (one process per GPU, committed config), plain python on CPU."""
+    gpus = config["resources"][rule_name].get("gpu", 0)
+    if gpus and gpus > 0:
+        cfg = "profiles/accelerate/8gpu.yaml" if gpus > 1 else "profiles/accelerate/1gpu.yaml"
+        return f"accelerate launch --config_file {cfg} --num_processes {gpus} -m softcot.cli"
+    return "softcot"
+
+
+def res(rule_name, key, default=None):
+    return config["resources"][rule_name].get(key, default)
+
+
+def default_targets():
+    t = [f"{RES}/tables/{name}.md" for name in ("table1", "table2", "table3_5")]
+    t += [f"{RES}/figures/{name}.png" for name in ("fig2", "fig3", "fig4")]
+    t += [f"{RES}/export/{m}/seed{s}" for m in MODES for s in SEEDS]
+    return t
+
+
+def benchmark_args(dataset):
+    """CLI arguments of `softcot prepare-data` for one configured set, shell-quoted."""
+    import shlex
+
+    spec = config["data"]["sets"].get(dataset)
+    if spec is None:
+        raise ValueError(f"data.sets has no entry {dataset!r}; configured: {sorted(config['data']['sets'])}")
+    args = ["--benchmark", spec["benchmark"]]
+    for key, flag in (("split", "--split"), ("path", "--path"), ("limit", "--limit"), ("seed", "--seed"),
+                      ("on_bad_row", "--on-bad-row")):
+        if spec.get(key) is not None:
+            args += [flag, str(spec[key])]
+    return shlex.join(args)
+
+
+def ood_gguf_args(model):
+    gguf = None if is_toy() else config["base"]["model"].get("gguf_file")
+    return f"--gguf {model}={gguf}" if (model == "base" and gguf) else ""

@@ -1,0 +1,46 @@
+# Evaluation under the six inference settings ({hard, fuzzy, soft} x {greedy, sample}) with the unbiased
+# pass@k, CoT entropy by position and diversity. Only summary.json and samples are declared outputs: the
+# per-shard files beside them survive a rerun, so a killed evaluation resumes shard by shard.
+
+
+rule eval_config:
+    output:
+        RES + "/configs/eval.yaml",
+    params:
+        ev=lambda wc: section("eval"),
+        model=lambda wc: section("base", "model") if not is_toy() else json.dumps({}),
+    log:
+        LOGS + "/eval/config.log",
+    conda:
+        ENV
+    localrule: True
+    shell:
+        "python workflow/scripts/write_eval_config.py {output:q} {params.ev:q} {params.model:q} > {log:q} 2>&1"
+
+
+rule evaluate:
+    input:
+        cfg=RES + "/configs/eval.yaml",
+        data=RES + "/data/{dataset}.jsonl",
+        model=model_inputs,
+    output:
+        summary=RES + "/eval/{model}/{dataset}/summary.json",
+    params:
+        model=lambda wc: model_path(wc.model),
+        out=lambda wc: f"{RES}/eval/{wc.model}/{wc.dataset}",
+    threads: lambda wc: res("evaluate", "threads", 1)
+    resources:
+        gpu=res("evaluate", "gpu", 0),
+        cpus_per_gpu=res("evaluate", "cpus_per_gpu", 8),
+        mem_mb=res("evaluate", "mem_mb", 4000),
+        runtime=res("evaluate", "runtime", 30),
+    retries: res("evaluate", "retries", 0)
+    log:
+        LOGS + "/eval/{model}/{dataset}.log",
+    benchmark:
+        BENCH + "/eval/{model}/{dataset}.tsv"
+    conda:
+        ENV
+    shell:
+        "softcot evaluate --config {input.cfg:q} model.name_or_path={params.model:q} data={input.data:q} "
+        "threads={threads} --out {params.out:q} --no-progress > {log:q} 2>&1"

@@ -1,0 +1,29 @@
+# Out-of-domain checks: multiple-choice accuracy (and acc_norm) and the per-token NLL of the correct
+# answer, for the base model and every fine-tuned one (Table 2).
+
+
+rule ood:
+    input:
+        data=expand(RES + "/data/{dataset}.jsonl", dataset=OOD_SETS),
+        model=model_inputs,
+    output:
+        RES + "/ood/{model}.json",
+    params:
+        model=lambda wc: model_path(wc.model),
+        gguf=lambda wc: ood_gguf_args(wc.model),
+        data=" ".join(f"--data {d}={RES}/data/{d}.jsonl" for d in OOD_SETS),
+        limit=config["ood"]["limit"],
+        batch=config["ood"]["batch_size"],
+    threads: lambda wc: res("evaluate", "threads", 1)
+    resources:
+        gpu=res("evaluate", "gpu", 0),
+        mem_mb=res("evaluate", "mem_mb", 4000),
+        runtime=res("evaluate", "runtime", 30),
+    log:
+        LOGS + "/ood/{model}.log",
+    conda:
+        ENV
+    shell:
+        "softcot ood --model {wildcards.model}={params.model:q} {params.gguf} {params.data} "
+        "--limit {params.limit} --batch-size {params.batch} --threads {threads} --out {output:q} "
+        "--no-progress > {log:q} 2>&1"

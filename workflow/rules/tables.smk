@@ -1,0 +1,102 @@
+# One named target per regenerated table: `snakemake table1 --cores all` rebuilds exactly that table.
+
+TABLE_ENV_ARGS = "--test-sets " + " ".join(TEST_SETS) + (f" --preset {config['preset']}" if config.get("preset") else "")
+
+
+def eval_inputs(models, datasets=None):
+    return expand(RES + "/eval/{model}/{dataset}/summary.json", model=models, dataset=datasets or TEST_SETS)
+
+
+rule table1:
+    """Table 1: hard inference (greedy pass@1, sample pass@1, sample pass@n) for every training mode."""
+    input:
+        eval_inputs(grid_models()),
+    output:
+        md=report(RES + "/tables/table1.md", caption="../report/table1.rst", category="Tables"),
+        csv=RES + "/tables/table1.csv",
+    params:
+        args=TABLE_ENV_ARGS,
+        out=RES + "/tables/table1",
+    log:
+        LOGS + "/tables/table1.log",
+    conda:
+        ENV
+    localrule: True
+    shell:
+        "softcot tables table1 --inputs {input:q} {params.args} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule table3_5:
+    """Tables 3-5: the nine inference columns, one table per test set."""
+    input:
+        eval_inputs(grid_models()),
+    output:
+        md=report(RES + "/tables/table3_5.md", caption="../report/table3_5.rst", category="Tables"),
+        csv=RES + "/tables/table3_5.csv",
+    params:
+        args=TABLE_ENV_ARGS,
+        out=RES + "/tables/table3_5",
+    log:
+        LOGS + "/tables/table3_5.log",
+    conda:
+        ENV
+    localrule: True
+    shell:
+        "softcot tables table3_5 --inputs {input:q} {params.args} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule table2:
+    """Table 2: out-of-domain accuracy and NLL, base and fine-tuned models side by side."""
+    input:
+        expand(RES + "/ood/{model}.json", model=grid_models()),
+    output:
+        md=report(RES + "/tables/table2.md", caption="../report/table2.rst", category="Tables"),
+        csv=RES + "/tables/table2.csv",
+    params:
+        args=TABLE_ENV_ARGS,
+        out=RES + "/tables/table2",
+    log:
+        LOGS + "/tables/table2.log",
+    conda:
+        ENV
+    localrule: True
+    shell:
+        "softcot tables table2 --inputs {input:q} {params.args} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule table6:
+    """Table 6: noise-scale ablation (gamma), on the first test set."""
+    input:
+        eval_inputs(ablation_models("gamma"), TEST_SETS[:1]),
+    output:
+        md=report(RES + "/tables/table6.md", caption="../report/table6.rst", category="Ablations"),
+        csv=RES + "/tables/table6.csv",
+    params:
+        args=TABLE_ENV_ARGS,
+        out=RES + "/tables/table6",
+    log:
+        LOGS + "/tables/table6.log",
+    conda:
+        ENV
+    localrule: True
+    shell:
+        "softcot tables table6 --inputs {input:q} {params.args} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule table8:
+    """Table 8: CoT-temperature ablation (tau), on the first test set."""
+    input:
+        eval_inputs(ablation_models("tau"), TEST_SETS[:1]),
+    output:
+        md=report(RES + "/tables/table8.md", caption="../report/table8.rst", category="Ablations"),
+        csv=RES + "/tables/table8.csv",
+    params:
+        args=TABLE_ENV_ARGS,
+        out=RES + "/tables/table8",
+    log:
+        LOGS + "/tables/table8.log",
+    conda:
+        ENV
+    localrule: True
+    shell:
+        "softcot tables table8 --inputs {input:q} {params.args} --out {params.out:q} > {log:q} 2>&1"

@@ -1,0 +1,51 @@
+# RL training of the CoT in hard, soft or fuzzy mode (and the ablation variants), one job per
+# (variant, seed). Step checkpoints live in checkpoints/, outside the declared output, so that a job
+# retried by Snakemake or requeued by SLURM resumes instead of starting over.
+
+
+rule train_config:
+    """The training section of the config as a YAML file (rewritten only when that section changes)."""
+    output:
+        RES + "/configs/train.yaml",
+    params:
+        train=lambda wc: section("train", "settings"),
+        model=lambda wc: section("base", "model") if not is_toy() else json.dumps({}),
+    log:
+        LOGS + "/train/config.log",
+    conda:
+        ENV
+    localrule: True
+    shell:
+        "python workflow/scripts/write_train_config.py {output:q} {params.train:q} {params.model:q} > {log:q} 2>&1"
+
+
+rule train:
+    input:
+        cfg=RES + "/configs/train.yaml",
+        train=RES + "/data/train.jsonl",
+        val=RES + "/data/val.jsonl",
+        base=base_inputs,
+    output:
+        directory(RES + "/train/{variant}/seed{seed}"),
+    params:
+        ckpt=lambda wc: f"{CKPT}/train/{wc.variant}/seed{wc.seed}",
+        base=base_model(),
+        launcher=launcher("train"),
+        overrides=lambda wc: " ".join(variant_overrides(wc.variant)),
+    threads: lambda wc: res("train", "threads", 1)
+    resources:
+        gpu=res("train", "gpu", 0),
+        cpus_per_gpu=res("train", "cpus_per_gpu", 8),
+        mem_mb=res("train", "mem_mb", 4000),
+        runtime=res("train", "runtime", 30),
+    retries: res("train", "retries", 0)
+    log:
+        LOGS + "/train/{variant}/seed{seed}.log",
+    benchmark:
+        BENCH + "/train/{variant}/seed{seed}.tsv"
+    conda:
+        ENV
+    shell:
+        "{params.launcher} train --config {input.cfg:q} {params.overrides} seed={wildcards.seed} "
+        "model.name_or_path={params.base:q} data.train={input.train:q} data.val={input.val:q} "
+        "output_dir={output:q} ckpt_dir={params.ckpt:q} threads={threads} > {log:q} 2>&1"
