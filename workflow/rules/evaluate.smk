@@ -5,12 +5,12 @@
 
 rule eval_config:
     output:
-        RES + "/configs/eval.yaml",
+        f"{RES}/configs/eval.yaml",
     params:
         ev=lambda wc: section("eval"),
         model=lambda wc: section("base", "model") if not is_toy() else json.dumps({}),
     log:
-        LOGS + "/eval/config.log",
+        f"{LOGS}/eval/config.log",
     conda:
         ENV
     localrule: True
@@ -20,11 +20,11 @@ rule eval_config:
 
 rule evaluate:
     input:
-        cfg=RES + "/configs/eval.yaml",
-        data=RES + "/data/{dataset}.jsonl",
+        cfg=f"{RES}/configs/eval.yaml",
+        data=f"{RES}/data/{{dataset}}.jsonl",
         model=model_inputs,
     output:
-        summary=RES + "/eval/{model}/{dataset}/summary.json",
+        summary=f"{RES}/eval/{{model}}/{{dataset}}/summary.json",
     params:
         model=lambda wc: model_path(wc.model),
         out=lambda wc: f"{RES}/eval/{wc.model}/{wc.dataset}",
@@ -36,9 +36,9 @@ rule evaluate:
         runtime=res("evaluate", "runtime", 30),
     retries: res("evaluate", "retries", 0)
     log:
-        LOGS + "/eval/{model}/{dataset}.log",
+        f"{LOGS}/eval/{{model}}/{{dataset}}.log",
     benchmark:
-        BENCH + "/eval/{model}/{dataset}.tsv"
+        f"{BENCH}/eval/{{model}}/{{dataset}}.tsv"
     conda:
         ENV
     shell:

@@ -3,11 +3,11 @@
 
 rule export:
     input:
-        RES + "/train/{variant}/seed{seed}",
+        f"{RES}/train/{{variant}}/seed{{seed}}",
     output:
-        directory(RES + "/export/{variant}/seed{seed}"),
+        directory(f"{RES}/export/{{variant}}/seed{{seed}}"),
     log:
-        LOGS + "/export/{variant}/seed{seed}.log",
+        f"{LOGS}/export/{{variant}}/seed{{seed}}.log",
     conda:
         ENV
     shell:

@@ -7,15 +7,15 @@ FIG_ARGS = "--test-sets " + " ".join(TEST_SETS)
 rule fig2:
     """Figure 2: training reward and greedy-validation curves per training mode."""
     input:
-        expand(RES + "/train/{variant}/seed{seed}", variant=MODES, seed=SEEDS),
+        expand(f"{RES}/train/{{variant}}/seed{{seed}}", variant=MODES, seed=SEEDS),
     output:
-        png=report(RES + "/figures/fig2.png", caption="../report/fig2.rst", category="Figures"),
-        pdf=RES + "/figures/fig2.pdf",
+        png=report(f"{RES}/figures/fig2.png", caption="../report/fig2.rst", category="Figures"),
+        pdf=f"{RES}/figures/fig2.pdf",
     params:
         style=lambda wc: section("figures"),
-        out=RES + "/figures/fig2",
+        out=lambda wc, output: output.png[: -len(".png")],
     log:
-        LOGS + "/figures/fig2.log",
+        f"{LOGS}/figures/fig2.log",
     conda:
         ENV
     localrule: True
@@ -28,14 +28,14 @@ rule fig3:
     input:
         eval_inputs(grid_models()),
     output:
-        png=report(RES + "/figures/fig3.png", caption="../report/fig3.rst", category="Figures"),
-        pdf=RES + "/figures/fig3.pdf",
+        png=report(f"{RES}/figures/fig3.png", caption="../report/fig3.rst", category="Figures"),
+        pdf=f"{RES}/figures/fig3.pdf",
     params:
         style=lambda wc: section("figures"),
         args=FIG_ARGS,
-        out=RES + "/figures/fig3",
+        out=lambda wc, output: output.png[: -len(".png")],
     log:
-        LOGS + "/figures/fig3.log",
+        f"{LOGS}/figures/fig3.log",
     conda:
         ENV
     localrule: True
@@ -48,14 +48,14 @@ rule fig4:
     input:
         eval_inputs(grid_models(), TEST_SETS[:1]),
     output:
-        png=report(RES + "/figures/fig4.png", caption="../report/fig4.rst", category="Figures"),
-        pdf=RES + "/figures/fig4.pdf",
+        png=report(f"{RES}/figures/fig4.png", caption="../report/fig4.rst", category="Figures"),
+        pdf=f"{RES}/figures/fig4.pdf",
     params:
         style=lambda wc: section("figures"),
         args=FIG_ARGS,
-        out=RES + "/figures/fig4",
+        out=lambda wc, output: output.png[: -len(".png")],
     log:
-        LOGS + "/figures/fig4.log",
+        f"{LOGS}/figures/fig4.log",
     conda:
         ENV
     localrule: True
@@ -66,17 +66,17 @@ rule fig4:
 rule fig5:
     """Figure 5: ablation curves (noise scale and CoT temperature)."""
     input:
-        expand(RES + "/train/{variant}/seed{seed}",
+        expand(f"{RES}/train/{{variant}}/seed{{seed}}",
                variant=[m.rsplit("_seed", 1)[0] for m in ablation_models("gamma") + ablation_models("tau")],
                seed=config["ablations"]["seeds"]),
     output:
-        png=report(RES + "/figures/fig5.png", caption="../report/fig5.rst", category="Ablations"),
-        pdf=RES + "/figures/fig5.pdf",
+        png=report(f"{RES}/figures/fig5.png", caption="../report/fig5.rst", category="Ablations"),
+        pdf=f"{RES}/figures/fig5.pdf",
     params:
         style=lambda wc: section("figures"),
-        out=RES + "/figures/fig5",
+        out=lambda wc, output: output.png[: -len(".png")],
     log:
-        LOGS + "/figures/fig5.log",
+        f"{LOGS}/figures/fig5.log",
     conda:
         ENV
     localrule: True

@@ -4,10 +4,10 @@
 
 rule ood:
     input:
-        data=expand(RES + "/data/{dataset}.jsonl", dataset=OOD_SETS),
+        data=expand(f"{RES}/data/{{dataset}}.jsonl", dataset=OOD_SETS),
         model=model_inputs,
     output:
-        RES + "/ood/{model}.json",
+        f"{RES}/ood/{{model}}.json",
     params:
         model=lambda wc: model_path(wc.model),
         gguf=lambda wc: ood_gguf_args(wc.model),
@@ -20,7 +20,7 @@ rule ood:
         mem_mb=res("evaluate", "mem_mb", 4000),
         runtime=res("evaluate", "runtime", 30),
     log:
-        LOGS + "/ood/{model}.log",
+        f"{LOGS}/ood/{{model}}.log",
     conda:
         ENV
     shell:

@@ -3,22 +3,18 @@
 TABLE_ENV_ARGS = "--test-sets " + " ".join(TEST_SETS) + (f" --preset {config['preset']}" if config.get("preset") else "")
 
 
-def eval_inputs(models, datasets=None):
-    return expand(RES + "/eval/{model}/{dataset}/summary.json", model=models, dataset=datasets or TEST_SETS)
-
-
 rule table1:
     """Table 1: hard inference (greedy pass@1, sample pass@1, sample pass@n) for every training mode."""
     input:
         eval_inputs(grid_models()),
     output:
-        md=report(RES + "/tables/table1.md", caption="../report/table1.rst", category="Tables"),
-        csv=RES + "/tables/table1.csv",
+        md=report(f"{RES}/tables/table1.md", caption="../report/table1.rst", category="Tables"),
+        csv=f"{RES}/tables/table1.csv",
     params:
         args=TABLE_ENV_ARGS,
-        out=RES + "/tables/table1",
+        out=lambda wc, output: output.md[: -len(".md")],
     log:
-        LOGS + "/tables/table1.log",
+        f"{LOGS}/tables/table1.log",
     conda:
         ENV
     localrule: True
@@ -31,13 +27,13 @@ rule table3_5:
     input:
         eval_inputs(grid_models()),
     output:
-        md=report(RES + "/tables/table3_5.md", caption="../report/table3_5.rst", category="Tables"),
-        csv=RES + "/tables/table3_5.csv",
+        md=report(f"{RES}/tables/table3_5.md", caption="../report/table3_5.rst", category="Tables"),
+        csv=f"{RES}/tables/table3_5.csv",
     params:
         args=TABLE_ENV_ARGS,
-        out=RES + "/tables/table3_5",
+        out=lambda wc, output: output.md[: -len(".md")],
     log:
-        LOGS + "/tables/table3_5.log",
+        f"{LOGS}/tables/table3_5.log",
     conda:
         ENV
     localrule: True
@@ -48,15 +44,15 @@ rule table3_5:
 rule table2:
     """Table 2: out-of-domain accuracy and NLL, base and fine-tuned models side by side."""
     input:
-        expand(RES + "/ood/{model}.json", model=grid_models()),
+        expand(f"{RES}/ood/{{model}}.json", model=grid_models()),
     output:
-        md=report(RES + "/tables/table2.md", caption="../report/table2.rst", category="Tables"),
-        csv=RES + "/tables/table2.csv",
+        md=report(f"{RES}/tables/table2.md", caption="../report/table2.rst", category="Tables"),
+        csv=f"{RES}/tables/table2.csv",
     params:
         args=TABLE_ENV_ARGS,
-        out=RES + "/tables/table2",
+        out=lambda wc, output: output.md[: -len(".md")],
     log:
-        LOGS + "/tables/table2.log",
+        f"{LOGS}/tables/table2.log",
     conda:
         ENV
     localrule: True
@@ -69,13 +65,13 @@ rule table6:
     input:
         eval_inputs(ablation_models("gamma"), TEST_SETS[:1]),
     output:
-        md=report(RES + "/tables/table6.md", caption="../report/table6.rst", category="Ablations"),
-        csv=RES + "/tables/table6.csv",
+        md=report(f"{RES}/tables/table6.md", caption="../report/table6.rst", category="Ablations"),
+        csv=f"{RES}/tables/table6.csv",
     params:
         args=TABLE_ENV_ARGS,
-        out=RES + "/tables/table6",
+        out=lambda wc, output: output.md[: -len(".md")],
     log:
-        LOGS + "/tables/table6.log",
+        f"{LOGS}/tables/table6.log",
     conda:
         ENV
     localrule: True
@@ -88,13 +84,13 @@ rule table8:
     input:
         eval_inputs(ablation_models("tau"), TEST_SETS[:1]),
     output:
-        md=report(RES + "/tables/table8.md", caption="../report/table8.rst", category="Ablations"),
-        csv=RES + "/tables/table8.csv",
+        md=report(f"{RES}/tables/table8.md", caption="../report/table8.rst", category="Ablations"),
+        csv=f"{RES}/tables/table8.csv",
     params:
         args=TABLE_ENV_ARGS,
-        out=RES + "/tables/table8",
+        out=lambda wc, output: output.md[: -len(".md")],
     log:
-        LOGS + "/tables/table8.log",
+        f"{LOGS}/tables/table8.log",
     conda:
         ENV
     localrule: True

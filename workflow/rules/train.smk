@@ -6,12 +6,12 @@
 rule train_config:
     """The training section of the config as a YAML file (rewritten only when that section changes)."""
     output:
-        RES + "/configs/train.yaml",
+        f"{RES}/configs/train.yaml",
     params:
         train=lambda wc: section("train", "settings"),
         model=lambda wc: section("base", "model") if not is_toy() else json.dumps({}),
     log:
-        LOGS + "/train/config.log",
+        f"{LOGS}/train/config.log",
     conda:
         ENV
     localrule: True
@@ -21,16 +21,15 @@ rule train_config:
 
 rule train:
     input:
-        cfg=RES + "/configs/train.yaml",
-        train=RES + "/data/train.jsonl",
-        val=RES + "/data/val.jsonl",
+        cfg=f"{RES}/configs/train.yaml",
+        train=f"{RES}/data/train.jsonl",
+        val=f"{RES}/data/val.jsonl",
         base=base_inputs,
     output:
-        directory(RES + "/train/{variant}/seed{seed}"),
+        directory(f"{RES}/train/{{variant}}/seed{{seed}}"),
     params:
         ckpt=lambda wc: f"{CKPT}/train/{wc.variant}/seed{wc.seed}",
         base=base_model(),
-        launcher=launcher("train"),
         overrides=lambda wc: " ".join(variant_overrides(wc.variant)),
     threads: lambda wc: res("train", "threads", 1)
     resources:
@@ -40,12 +39,12 @@ rule train:
         runtime=res("train", "runtime", 30),
     retries: res("train", "retries", 0)
     log:
-        LOGS + "/train/{variant}/seed{seed}.log",
+        f"{LOGS}/train/{{variant}}/seed{{seed}}.log",
     benchmark:
-        BENCH + "/train/{variant}/seed{seed}.tsv"
+        f"{BENCH}/train/{{variant}}/seed{{seed}}.tsv"
     conda:
         ENV
     shell:
-        "{params.launcher} train --config {input.cfg:q} {params.overrides} seed={wildcards.seed} "
+        "bash workflow/scripts/launch.sh {resources.gpu} train --config {input.cfg:q} {params.overrides} seed={wildcards.seed} "
         "model.name_or_path={params.base:q} data.train={input.train:q} data.val={input.val:q} "
         "output_dir={output:q} ckpt_dir={params.ckpt:q} threads={threads} > {log:q} 2>&1"
