@@ -123,3 +123,9 @@ def ood_gguf_args(model):
 
 def eval_inputs(models, datasets=None):
     return expand(f"{RES}/eval/{{model}}/{{dataset}}/summary.json", model=models, dataset=datasets or TEST_SETS)
+
+
+def figure_style(name):
+    """The `figures` section for one figure: shared settings, then that figure's own overrides."""
+    shared = {k: v for k, v in config["figures"].items() if not k.startswith("fig")}
+    return json.dumps({**shared, **config["figures"].get(name, {})}, sort_keys=True)

@@ -12,7 +12,7 @@ rule fig2:
         png=report(f"{RES}/figures/fig2.png", caption="../report/fig2.rst", category="Figures"),
         pdf=f"{RES}/figures/fig2.pdf",
     params:
-        style=lambda wc: section("figures"),
+        style=lambda wc: figure_style("fig2"),
         out=lambda wc, output: output.png[: -len(".png")],
     log:
         f"{LOGS}/figures/fig2.log",
@@ -31,7 +31,7 @@ rule fig3:
         png=report(f"{RES}/figures/fig3.png", caption="../report/fig3.rst", category="Figures"),
         pdf=f"{RES}/figures/fig3.pdf",
     params:
-        style=lambda wc: section("figures"),
+        style=lambda wc: figure_style("fig3"),
         args=FIG_ARGS,
         out=lambda wc, output: output.png[: -len(".png")],
     log:
@@ -51,7 +51,7 @@ rule fig4:
         png=report(f"{RES}/figures/fig4.png", caption="../report/fig4.rst", category="Figures"),
         pdf=f"{RES}/figures/fig4.pdf",
     params:
-        style=lambda wc: section("figures"),
+        style=lambda wc: figure_style("fig4"),
         args=FIG_ARGS,
         out=lambda wc, output: output.png[: -len(".png")],
     log:
@@ -73,7 +73,7 @@ rule fig5:
         png=report(f"{RES}/figures/fig5.png", caption="../report/fig5.rst", category="Ablations"),
         pdf=f"{RES}/figures/fig5.pdf",
     params:
-        style=lambda wc: section("figures"),
+        style=lambda wc: figure_style("fig5"),
         out=lambda wc, output: output.png[: -len(".png")],
     log:
         f"{LOGS}/figures/fig5.log",

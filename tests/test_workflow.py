@@ -1,0 +1,151 @@
+"""The Snakemake workflow: dry runs per target and preset, the SLURM plan, the config check, lint, and a
+smoke run of the whole DAG on a reduced config (config/ci.yaml)."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted(p.name for p in (ROOT / "config" / "presets").glob("*.yaml"))
+TARGETS = ["all", "table1", "table2", "table3_5", "table6", "table8", "fig2", "fig3", "fig4", "fig5"]
+
+
+def smk(*args, cwd=ROOT, timeout=600):
+    p = subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout + p.stderr
+
+
+def planned(out: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    stats = out.split("Job stats:")[-1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_dry_run_per_target(target):
+    rc, out = smk("-n", "--cores", "2", target)
+    assert rc == 0, out[-3000:]
+    jobs = planned(out)
+    if target.startswith("fig") or target.startswith("table"):
+        assert jobs.get(target) == 1 or "Nothing to be done" in out
+
+
+def test_default_grid_plans_every_mode_and_seed():
+    rc, out = smk("-n", "--cores", "2")
+    assert rc == 0, out[-3000:]
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    runs = len(cfg["train"]["modes"]) * len(cfg["train"]["seeds"])
+    jobs = planned(out)
+    if "Nothing to be done" not in out:
+        assert jobs.get("train", 0) in (0, runs) and jobs.get("export", 0) in (0, runs)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_dry_run(preset):
+    rc, out = smk("-n", "--cores", "2", "--configfile", f"config/presets/{preset}")
+    assert rc == 0, out[-3000:]
+    jobs = planned(out)
+    assert jobs["train"] == 9 or preset.startswith("smollm2")
+    assert "pretrain_base" not in jobs and "toy_data" not in jobs
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if not p.startswith("smollm2")])
+def test_slurm_profile_plans_gpus_on_training_and_evaluation(preset):
+    rc, out = smk("-n", "-j", "10", "--executor", "slurm", "--workflow-profile", "profiles/slurm",
+                  "--configfile", f"config/presets/{preset}")
+    assert rc == 0, out[-3000:]
+    blocks = re.split(r"\n(?=\S*rule \w+:)", out)
+    seen = set()
+    for b in blocks:
+        m = re.search(r"rule (\w+):", b)
+        if not m or "resources:" not in b:
+            continue
+        rule, res = m.group(1), b.split("resources:")[1].split("\n")[0]
+        if rule == "train":
+            assert "gpu=8" in res and "slurm_extra=--signal=USR1@300" in res and "gres" not in res
+            seen.add(rule)
+        if rule == "evaluate":
+            assert "gpu=1" in res
+            seen.add(rule)
+    assert seen == {"train", "evaluate"}
+
+
+BAD_CONFIGS = [
+    ("train:\n  modes: [lukewarm]\n", "modes"),
+    ("train:\n  seeds: []\n", "seeds"),
+    ("train:\n  settings:\n    mode: {tau: -1}\n", "train.settings.mode.tau"),
+    ("train:\n  settings:\n    rollout: {max_cot_tokens: -3}\n", "train.settings.rollout.max_cot_tokens"),
+    ("train:\n  settings:\n    learning_rate: 0.1\n", "learning_rate"),
+    ("eval:\n  n_samples: 4\n  ks: [8]\n", "eval.ks"),
+    ("eval:\n  settings: [warm_greedy]\n", "eval.settings"),
+    ("figures:\n  dpi: fast\n", "dpi"),
+    ("experiment: 'has space'\n", "experiment"),
+    ("data:\n  source: benchmarks\n  sets:\n    train: {benchmark: nosuch}\n    val: {benchmark: gsm8k}\n", "benchmark"),
+    ("data:\n  source: benchmarks\n  sets:\n    train: {benchmark: gsm8k, path: /no/such/dir}\n    val: {benchmark: gsm8k}\n",
+     "data.sets.train.path"),
+    ("pretrain:\n  hidden_sizee: 3\n", "hidden_sizee"),
+]
+
+
+@pytest.mark.parametrize("text,key", BAD_CONFIGS, ids=[k for _, k in BAD_CONFIGS])
+def test_bad_config_is_rejected_before_any_job_naming_the_key(tmp_path, text, key):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    rc, out = smk("-n", "--cores", "1", "--configfile", str(bad))
+    assert rc != 0
+    assert key in out, out[-2000:]
+
+
+def test_lint_passes():
+    rc, out = smk("--lint")
+    assert rc == 0, out[-3000:]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """A copy of the repo's workflow files, run whole on config/ci.yaml."""
+    work = tmp_path_factory.mktemp("wf")
+    for name in ("Snakefile", "config.yaml", "workflow", "config", "profiles", "envs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    rc, out = smk("--cores", "2", "--configfile", "config/ci.yaml", cwd=work, timeout=1500)
+    assert rc == 0, out[-5000:]
+    return work
+
+
+def test_smoke_run_leaves_every_table_figure_and_export(smoke):
+    res = smoke / "results" / "ci"
+    for t in ("table1", "table2", "table3_5"):
+        assert (res / "tables" / f"{t}.md").stat().st_size > 0 and (res / "tables" / f"{t}.csv").exists()
+    for f in ("fig2", "fig3", "fig4"):
+        assert (res / "figures" / f"{f}.png").stat().st_size > 0 and (res / "figures" / f"{f}.pdf").exists()
+    for mode in ("hard", "soft", "fuzzy"):
+        assert (res / "export" / mode / "seed0" / "model.safetensors").exists()
+        assert (res / "export" / mode / "seed0" / "README.md").exists()
+    assert "no finetune" in (res / "tables" / "table1.md").read_text()
+
+
+def test_second_run_does_nothing(smoke):
+    rc, out = smk("-n", "--cores", "2", "--configfile", "config/ci.yaml", cwd=smoke)
+    assert rc == 0 and "Nothing to be done" in out, out[-2000:]
+
+
+def test_style_change_reruns_only_that_figure(smoke, tmp_path):
+    style = tmp_path / "style.yaml"
+    style.write_text("figures:\n  fig3:\n    dpi: 90\n")
+    rc, out = smk("-n", "--cores", "2", "--configfile", "config/ci.yaml", str(style), cwd=smoke)
+    assert rc == 0, out[-2000:]
+    assert planned(out) == {"fig3": 1}
+
+
+def test_one_figure_rebuilds_alone_from_cache(smoke):
+    (smoke / "results" / "ci" / "figures" / "fig4.png").unlink()
+    rc, out = smk("--cores", "2", "--configfile", "config/ci.yaml", "fig4", cwd=smoke)
+    assert rc == 0, out[-2000:]
+    assert planned(out) == {"fig4": 1}
+    assert (smoke / "results" / "ci" / "figures" / "fig4.png").exists()
