@@ -155,7 +155,18 @@ def fingerprint(cfg: EvalConfig, setting: str) -> dict:
     return {"model": to_dict(cfg.model), "setting": setting, "kind": mode.kind, "tau": mode.temperature,
             "gamma": mode.gamma, "greedy": mode.greedy, "n": cfg.n_for(setting), "rollout": to_dict(cfg.rollout),
             "prompt_template": resolve_template(cfg.prompt_template), "batch_size": cfg.batch_size,
-            "shard_size": cfg.shard_size, "seed": cfg.seed, "reward": cfg.reward}
+            "shard_size": cfg.shard_size, "seed": cfg.seed, "reward": cfg.reward,
+            "weights": weights_id(cfg.model.name_or_path)}
+
+
+def weights_id(path: str) -> list | None:
+    """Name, size and mtime of a local model's weight files: a retrained model at the same path must not
+    resume from the old model's shards. None for a hub id."""
+    d = Path(path)
+    if not d.is_dir():
+        return None
+    return sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in d.iterdir()
+                  if f.suffix in (".safetensors", ".gguf", ".bin"))
 
 
 def _columns(recs: list[dict]) -> dict[str, list]:
@@ -271,7 +282,8 @@ def _mean(xs: list) -> float | None:
 
 # --------------------------------------------------------------------------- the evaluation
 
-def evaluate(cfg: EvalConfig, out_dir: str | Path, model=None, tok=None, progress: bool = True) -> dict:
+def evaluate(cfg: EvalConfig, out_dir: str | Path, model=None, tok=None, progress: bool = True,
+             restart_on_change: bool = False) -> dict:
     """Run (or resume) every setting of `cfg`; write OUT/<setting>/..., OUT/summary.json; return the summary.
 
     `model`, `tok`: an already loaded model and tokenizer (else `cfg.model` is loaded).
@@ -284,7 +296,7 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path, model=None, tok=None, progres
     recs = load_problems(cfg)
     reward_fn = load_reward(cfg.reward)
     for setting in cfg.settings:                      # refuse a mismatched OUT before any work
-        _check_fingerprint(out_dir / setting, fingerprint(cfg, setting))
+        _check_fingerprint(out_dir / setting, fingerprint(cfg, setting), restart_on_change)
     if model is None:
         model, tok = load_model(cfg.model)
     shards = [recs[i:i + cfg.shard_size] for i in range(0, len(recs), cfg.shard_size)]
@@ -316,8 +328,18 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path, model=None, tok=None, progres
     return summary
 
 
-def _check_fingerprint(sdir: Path, fp: dict) -> None:
+def _check_fingerprint(sdir: Path, fp: dict, restart: bool = False) -> None:
+    """Refuse to mix shards of two configurations; with `restart` (the workflow's choice, since Snakemake
+    reruns a job exactly when its config changed) discard the stale shards of that setting instead."""
     path = sdir / "fingerprint.json"
+    if restart and (sdir / "shards").exists():
+        old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        if old != fp:
+            import shutil
+            print(f"{sdir}: configuration changed; discarding its old shards", file=sys.stderr)
+            shutil.rmtree(sdir / "shards")
+            path.unlink(missing_ok=True)
+        return
     if not path.exists():
         if (sdir / "shards").exists() and any((sdir / "shards").glob("*.jsonl")):
             raise ResumeError(f"{sdir}: shards without a fingerprint.json; delete {sdir} or choose another --out")
@@ -384,6 +406,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--out", required=True, help="output directory (a rerun resumes it)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--restart-on-change", action="store_true",
+                    help="discard the shards of a setting whose configuration changed, instead of stopping")
     args = ap.parse_intermixed_args(argv)
     try:
         data = read_yaml(args.config) if args.config else {}
@@ -399,7 +423,7 @@ def main(argv: list[str]) -> int:
             data.setdefault("rollout", {})["max_cot_tokens"] = args.max_cot_tokens
         apply_overrides(data, args.overrides)
         cfg = eval_config(data)
-        summary = evaluate(cfg, args.out, progress=not args.no_progress)
+        summary = evaluate(cfg, args.out, progress=not args.no_progress, restart_on_change=args.restart_on_change)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2

@@ -43,4 +43,4 @@ rule evaluate:
         ENV
     shell:
         "softcot evaluate --config {input.cfg:q} model.name_or_path={params.model:q} data={input.data:q} "
-        "threads={threads} --out {params.out:q} --no-progress > {log:q} 2>&1"
+        "threads={threads} --out {params.out:q} --no-progress --restart-on-change > {log:q} 2>&1"
