@@ -130,12 +130,18 @@ class TrainConfig:
 
 # --------------------------------------------------------------------------- data
 
-def load_records(path: str, on_bad_row: str = "error", need=("question", "answer")) -> list[dict]:
-    rows, out = read_jsonl(path), []
+class RecordList(list):
+    """Records plus `skipped`, the number of malformed rows excluded with on_bad_row: skip."""
+    skipped = 0
+
+
+def load_records(path: str, on_bad_row: str = "error", need=("question", "answer")) -> RecordList:
+    rows, out = read_jsonl(path), RecordList()
     for i, r in enumerate(rows, 1):
-        missing = [k for k in need if not str(r.get(k, "")).strip()]
+        missing = [k for k in need if r.get(k) is None or not str(r.get(k)).strip()]
         if missing:
             if on_bad_row == "skip":
+                out.skipped += 1
                 continue
             raise ConfigError(f"{path}, row {i}: missing or empty {', '.join(missing)}; fix the row, or set "
                               f"data.on_bad_row: skip to count and exclude such rows")
@@ -402,12 +408,13 @@ def train(cfg: TrainConfig, overrides_text: str = "", reward_fn=None) -> dict:
             acc.print(f"received signal {stop['signal']}: checkpointed step {done}; exiting {PREEMPTED_EXIT_CODE} to be resumed")
             raise Preempted()
     bar.close()
-    return _finish(cfg, acc, scorer, tok, ckdir, best, overrides_text)
+    return _finish(cfg, acc, scorer, tok, ckdir, best, overrides_text, train_recs.skipped)
 
 
-def _finish(cfg, acc, scorer, tok, ckdir: Path, best: dict, overrides_text: str) -> dict:
+def _finish(cfg, acc, scorer, tok, ckdir: Path, best: dict, overrides_text: str, skipped: int = 0) -> dict:
     acc.wait_for_everyone()
     summary = {"best_step": best["step"], "best_val_greedy_pass1": best["score"], "steps": cfg.steps,
+               "skipped_train_rows": skipped,
                "mode": asdict(cfg.mode), "seed": cfg.seed, "softcot_version": __version__}
     if acc.is_main_process:
         with atomic_dir(cfg.output_dir) as tmp:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -118,7 +119,7 @@ def benchmark_args(dataset):
 
 def ood_gguf_args(model):
     gguf = None if is_toy() else config["base"]["model"].get("gguf_file")
-    return f"--gguf {model}={gguf}" if (model == "base" and gguf) else ""
+    return shlex.join(["--gguf", f"{model}={gguf}"]) if (model == "base" and gguf) else ""
 
 
 def eval_inputs(models, datasets=None):

@@ -11,7 +11,7 @@ rule ood:
     params:
         model=lambda wc: model_path(wc.model),
         gguf=lambda wc: ood_gguf_args(wc.model),
-        data=" ".join(f"--data {d}={RES}/data/{d}.jsonl" for d in OOD_SETS),
+        data=lambda wc: shlex.join(a for d in OOD_SETS for a in ("--data", f"{d}={RES}/data/{d}.jsonl")),
         limit=config["ood"]["limit"],
         batch=config["ood"]["batch_size"],
     threads: lambda wc: res("evaluate", "threads", 1)
@@ -25,5 +25,5 @@ rule ood:
         ENV
     shell:
         "softcot ood --model {wildcards.model}={params.model:q} {params.gguf} {params.data} "
-        "--limit {params.limit} --batch-size {params.batch} --threads {threads} --out {output:q} "
+        "--limit {params.limit:q} --batch-size {params.batch:q} --threads {threads} --out {output:q} "
         "--no-progress > {log:q} 2>&1"
