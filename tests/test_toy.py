@@ -18,8 +18,8 @@ import torch
 from softcot.chartok import build_char_tokenizer
 from softcot.io import read_jsonl
 from softcot.pretrain import PretrainConfig, pretrain
-from softcot.toy import (ARITH_SOURCE, MARKER, SEQ_SOURCE, TOY_PROMPT_TEMPLATE, ToyConfig, config_from_dict,
-                         extract_boxed, format_prompt, is_correct, make_splits)
+from softcot.toy import (ARITH_SOURCE, LETTER_ALPHABETS, MARKER, SEQ_SOURCE, TOY_PROMPT_TEMPLATE, ToyConfig,
+                         config_from_dict, extract_boxed, format_prompt, is_correct, make_splits)
 from softcot import pretrain as pretrain_mod
 from softcot import toy as toy_mod
 
@@ -67,39 +67,59 @@ def test_split_sizes_and_no_shared_question(splits):
     assert len(ids) == len(set(ids))
 
 
-def test_cot_arithmetic_is_correct(splits):
-    cfg = ToyConfig(**SMALL)
+@pytest.mark.parametrize("style", ["chain", "rewrite", "steps"])
+def test_cot_arithmetic_is_correct(splits, style):
+    cfg = ToyConfig(**SMALL, cot_style=style)
+    data = splits if style == ToyConfig().cot_style else make_splits(cfg)
     for name in ("train", "val", "test", "test_hard"):
         lo, hi = {"test_hard": cfg.steps_hard, "train": cfg.steps_train}.get(name, cfg.steps_test)
-        for r in splits[name]:
+        for r in data[name]:
             assert r["source"] == ARITH_SOURCE and lo <= r["n_steps"] <= hi
             assert set(r) == {"id", "question", "answer", "source", "cot", "n_steps"}
             steps_text, tail = r["cot"].split(f" {MARKER} ")
             assert tail == "\\boxed{" + r["answer"] + "}"
             tokens = re.findall(r"\d+|[+-]", r["question"])
             v = int(tokens[0])
-            steps = steps_text.split(" ")
+            assert 1 <= v <= cfg.max_operand
+            steps = steps_text.split(" = " if style == "rewrite" else " ")
             assert len(steps) == r["n_steps"] == (len(tokens) - 1) // 2
             for k, st in enumerate(steps):
                 op, b = tokens[1 + 2 * k], int(tokens[2 + 2 * k])
                 assert 1 <= b <= cfg.max_operand
                 new = v + b if op == "+" else v - b
-                assert st == f"{v}{op}{b}={new}"
+                if style == "steps":
+                    assert st == f"{v}{op}{b}={new}"
+                elif style == "chain":   # this operation, its result, then the operations still to do
+                    assert st == f"{v}{op}{b}={new}" + "".join(tokens[3 + 2 * k:])
+                    assert eval(st.split("=")[1]) == eval(r["question"])
+                else:   # the running value, then the operations still to do
+                    assert st == str(new) + "".join(tokens[3 + 2 * k:])
+                    assert eval(st) == eval(r["question"])
                 assert 0 <= new <= cfg.max_value
                 v = new
             assert r["answer"] == str(v) == str(eval(r["question"]))
             assert extract_boxed(r["cot"]) == r["answer"] and is_correct(r["cot"], r["answer"])
+    # Both styles draw the same questions.
+    assert [r["question"] for r in data["test"]] == [r["question"] for r in splits["test"]]
 
 
 def test_ood_labels(splits):
     for name in ("ood", "ood_train"):
         for r in splits[name]:
             assert r["source"] == SEQ_SOURCE and set(r) == {"id", "question", "choices", "label", "source"}
-            terms = [int(t) for t in r["question"].rstrip(",?").split(",")]
-            d = terms[1] - terms[0]
-            assert all(b - a == d for a, b in zip(terms, terms[1:]))
+            terms = r["question"].rstrip(",?").split(",")
+            alpha = next(a for a in LETTER_ALPHABETS if terms[0] in a)
+            idx = [alpha.index(t) for t in terms]
+            d = idx[1] - idx[0]
+            assert d != 0 and all(b - a == d for a, b in zip(idx, idx[1:]))
             assert len(r["choices"]) == 4 == len(set(r["choices"]))
-            assert r["choices"][r["label"]] == str(terms[-1] + d)
+            assert all(c in alpha for c in r["choices"])
+            assert r["choices"][r["label"]] == alpha[idx[-1] + d]
+    for r in make_splits(ToyConfig(**SMALL, seq_kind="numbers"))["ood"]:
+        terms = [int(t) for t in r["question"].rstrip(",?").split(",")]
+        d = terms[1] - terms[0]
+        assert d != 0 and all(b - a == d for a, b in zip(terms, terms[1:]))
+        assert len(set(r["choices"])) == 4 and r["choices"][r["label"]] == str(terms[-1] + d)
 
 
 def test_prompt_and_boxed_helpers():

@@ -6,7 +6,7 @@ if is_toy():
     rule toy_data:
         """Seeded arithmetic-chain tasks (train/val/test/test_hard) and a multiple-choice OOD family."""
         output:
-            expand(f"{RES}/data/{{split}}.jsonl", split=["train", "val", "test", "test_hard", "ood"]),
+            expand(f"{RES}/data/{{split}}.jsonl", split=["train", "val", "test", "test_hard", "ood", "ood_train"]),
             cfg=f"{RES}/data/toy_config.yaml",
         params:
             toy=lambda wc: section("data", "toy"),

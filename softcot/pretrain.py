@@ -1,0 +1,413 @@
+"""Pre-train the embedded default's base model: a tiny char-level Llama, from scratch, on the toy demos.
+
+    softcot pretrain --data DATA_DIR --config FILE.yaml --out MODEL_DIR --ckpt-dir CKPT_DIR [--set key=value]
+
+DATA_DIR is `softcot toy-data` output. Training texts are the demos of the main family (train.jsonl) and of
+the OOD family (ood_train.jsonl; each batch slot is an OOD demo with probability `ood_fraction`), each
+`prompt + completion + <eos>`, with the next-token loss on the completion only (mean over each sequence's
+completion tokens, then over the batch). AdamW, linear warm-up then cosine decay to `min_lr_ratio * lr`,
+gradient clipping. The batch of step s is a function of (seed, s)
+alone, so a run killed at any moment (kill -9) and restarted with the same command resumes from the newest
+step checkpoint in CKPT_DIR and ends with exactly the weights of an uninterrupted run (CPU, same threads).
+
+MODEL_DIR is written atomically at the end: the model (safetensors), the tokenizer, generation_config.json,
+pretrain_config.json, pretrain_metrics.jsonl (step, loss, lr, seconds; val_acc on eval steps) and
+base_eval.json (greedy accuracy on val / test / test_hard, sampled accuracy at temperature 1, OOD
+multiple-choice accuracy).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from softcot.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from softcot.chartok import build_char_tokenizer
+from softcot.io import append_jsonl, atomic_dir, read_jsonl, write_json, write_jsonl
+from softcot.toy import SEQ_SOURCE, TOY_PROMPT_TEMPLATE, demo_text, format_prompt, is_correct, load_config_file
+
+
+@dataclass
+class PretrainConfig:
+    # model
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 384
+    max_position_embeddings: int = 256
+    rope_theta: float = 10000.0
+    # optimisation
+    steps: int = 350
+    batch_size: int = 48
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 30
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 1.0
+    ood_fraction: float = 0.2
+    seed: int = 0
+    # bookkeeping / evaluation
+    ckpt_every: int = 100
+    keep_ckpts: int = 2
+    eval_every: int = 100
+    n_eval: int = 64                 # val questions for the in-training greedy check
+    eval_batch_size: int = 128
+    max_new_tokens: int = 128        # enough for a 6-step CoT (<= ~80 chars) and the boxed answer
+    n_sample: int = 1                # sampled (temperature 1) generations per question in base_eval
+    threads: int = 2
+
+    def validate(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        for k in ("steps", "batch_size", "ckpt_every", "eval_every", "eval_batch_size", "max_new_tokens", "threads"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k}: got {getattr(self, k)}; need >= 1")
+        if not 0.0 <= self.ood_fraction <= 1.0:
+            raise ValueError(f"ood_fraction: got {self.ood_fraction}; need 0..1")
+
+
+# DEFAULT_PRETRAIN, measured on DEFAULT_TOY data (0.87M parameters, 350 steps x 48 demos, 20% of them OOD):
+#   softcot toy-data --out data && softcot pretrain --data data --out base --ckpt-dir ckpt --set threads=1
+#   base_eval.json: greedy accuracy val 0.539 (n=128), test 0.496 (n=256), test_hard 0.094 (n=256);
+#   sampled (temperature 1) val 0.258, test 0.273, test_hard 0.063; OOD multiple choice 0.70 (chance 0.25).
+#   The same weights come out with threads=2 (checked bit-for-bit on the first steps).
+#   Wall time: 428 s of training + 18 s of final evaluation with 1 thread on a 2-core machine shared with
+#   2-3 other busy processes (262 s of CPU time in all). Unshared, a step takes 0.55 s with 1 thread and
+#   0.34 s with 2, i.e. about 2 min of training + ~30 s of evaluation with threads=2. On a shared machine
+#   use threads=1: with 2 threads on oversubscribed cores a step took 3.4 s.
+#   Accuracy rises steeply between steps 250 and 350 (val 0.08 at 200, 0.41 at 300, 0.58 at 350 on the
+#   64-question in-training check), so fewer steps give a much weaker base and more give a stronger one
+#   (an older data format reached 0.86-0.97 at 350-450 steps).
+DEFAULT_PRETRAIN = PretrainConfig()
+
+# Fields that do not change the trained weights; a resumed run may change them freely.
+_NON_TRAINING_FIELDS = {"ckpt_every", "keep_ckpts", "eval_every", "n_eval", "eval_batch_size", "max_new_tokens",
+                        "n_sample", "threads"}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data
+
+@dataclass
+class Encoded:
+    ids: list[list[int]]          # prompt + completion + eos
+    n_prompt: list[int]           # prompt length (loss starts after it)
+
+
+def encode_demos(records: list[dict], tokenizer, template: str = TOY_PROMPT_TEMPLATE) -> Encoded:
+    ids, n_prompt = [], []
+    for r in records:
+        prompt, completion = demo_text(r, template)
+        p = tokenizer.encode(prompt, add_special_tokens=False)
+        c = tokenizer.encode(completion, add_special_tokens=False)
+        ids.append(p + c + [tokenizer.eos_token_id])
+        n_prompt.append(len(p))
+    return Encoded(ids, n_prompt)
+
+
+def batch_indices(seed: int, step: int, batch_size: int, n_main: int, n_ood: int, ood_fraction: float):
+    """The (family, index) pairs of step `step`'s batch: a pure function of (seed, step)."""
+    rng = np.random.default_rng([seed, step])
+    use_ood = rng.random(batch_size) < (ood_fraction if n_ood else 0.0)
+    main_idx = rng.integers(0, max(n_main, 1), batch_size)
+    ood_idx = rng.integers(0, max(n_ood, 1), batch_size)
+    return [("ood", int(o)) if u else ("main", int(m)) for u, m, o in zip(use_ood, main_idx, ood_idx)]
+
+
+def collate(seqs: list[list[int]], n_prompt: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded input ids and labels (-100 on the prompt and the padding)."""
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    labels = torch.full((len(seqs), T), -100, dtype=torch.long)
+    for i, (s, n) in enumerate(zip(seqs, n_prompt)):
+        ids[i, : len(s)] = torch.tensor(s)
+        labels[i, n: len(s)] = torch.tensor(s[n:])
+    return ids, labels
+
+
+def sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy averaged over each sequence's completion tokens, then over the batch, so a
+    3-token OOD answer weighs as much as a 60-token CoT (a token-level mean would all but ignore the OOD family)."""
+    tgt = labels[:, 1:]
+    tok = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tgt.flatten(),
+                                            ignore_index=-100, reduction="none").view_as(tgt)
+    mask = (tgt != -100).float()
+    return ((tok * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+
+
+def data_fingerprint(*encs: Encoded) -> str:
+    h = hashlib.sha256()
+    for e in encs:
+        for s, n in zip(e.ids, e.n_prompt):
+            h.update(np.asarray(s + [-1, n, -2], dtype=np.int32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_toy_data(data_dir: str | Path) -> dict[str, list[dict]]:
+    data_dir = Path(data_dir)
+    out = {}
+    for name in ("train", "val", "test", "test_hard", "ood", "ood_train"):
+        path = data_dir / f"{name}.jsonl"
+        if path.exists():
+            out[name] = read_jsonl(path)
+        elif name in ("train", "val"):
+            raise FileNotFoundError(f"{path} not found; write the toy data first: softcot toy-data --out {data_dir}")
+        else:
+            out[name] = []
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# model
+
+def build_model(cfg: PretrainConfig, tokenizer):
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_position_embeddings, rope_theta=cfg.rope_theta,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, initializer_range=0.02)
+    torch.manual_seed(cfg.seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id,
+                                               eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    return model
+
+
+def make_optimizer(model, cfg: PretrainConfig):
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=tuple(cfg.betas))
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return opt, sched
+
+
+# ----------------------------------------------------------------------------------------------------------
+# evaluation
+
+@torch.no_grad()
+def generate_completions(model, tokenizer, questions: list[str], *, do_sample: bool = False,
+                         temperature: float = 1.0, max_new_tokens: int = 128, batch_size: int = 128,
+                         template: str = TOY_PROMPT_TEMPLATE) -> list[str]:
+    """Completions of `format_prompt(q)` (left-padded batches; greedy unless do_sample)."""
+    was_training = model.training
+    model.eval()
+    out: list[str] = []
+    for i in range(0, len(questions), batch_size):
+        prompts = [format_prompt(q, template) for q in questions[i: i + batch_size]]
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        kw = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if do_sample else dict(do_sample=False)
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=tokenizer.eos_token_id, **kw)
+        out.extend(tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+    model.train(was_training)
+    return out
+
+
+def accuracy(model, tokenizer, records: list[dict], **kw) -> float:
+    if not records:
+        return float("nan")
+    comps = generate_completions(model, tokenizer, [r["question"] for r in records], **kw)
+    return sum(is_correct(c, r["answer"]) for c, r in zip(comps, records)) / len(records)
+
+
+@torch.no_grad()
+def mc_accuracy(model, tokenizer, records: list[dict], template: str = TOY_PROMPT_TEMPLATE) -> dict:
+    """Multiple-choice accuracy (argmax of the summed log-likelihood of ' ' + choice) and mean per-token NLL
+    of the correct choice."""
+    if not records:
+        return {"acc": float("nan"), "nll": float("nan"), "n": 0}
+    was_training = model.training
+    model.eval()
+    seqs, n_prompt, owner = [], [], []
+    for j, r in enumerate(records):
+        p = tokenizer.encode(format_prompt(r["question"], template), add_special_tokens=False)
+        for c in r["choices"]:
+            seqs.append(p + tokenizer.encode(" " + c, add_special_tokens=False))
+            n_prompt.append(len(p))
+            owner.append(j)
+    scores, ntoks = [], []
+    for i in range(0, len(seqs), 256):
+        ids, labels = collate(seqs[i: i + 256], n_prompt[i: i + 256], tokenizer.pad_token_id)
+        logp = torch.log_softmax(model(input_ids=ids).logits[:, :-1].float(), -1)
+        tgt = labels[:, 1:]
+        mask = tgt != -100
+        tok_lp = logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+        scores.extend(tok_lp.sum(-1).tolist())
+        ntoks.extend(mask.sum(-1).tolist())
+    model.train(was_training)
+    correct, nll, k = 0, 0.0, 0
+    for j, r in enumerate(records):
+        n = len(r["choices"])
+        s = scores[k: k + n]
+        correct += int(max(range(n), key=s.__getitem__) == r["label"])
+        nll += -s[r["label"]] / ntoks[k + r["label"]]
+        k += n
+    return {"acc": correct / len(records), "nll": nll / len(records), "n": len(records)}
+
+
+def base_eval(model, tokenizer, data: dict[str, list[dict]], cfg: PretrainConfig) -> dict:
+    res: dict = {}
+    for split in ("val", "test", "test_hard"):
+        rows = data.get(split) or []
+        if not rows:
+            continue
+        kw = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size)
+        entry = {"n": len(rows), "greedy_acc": accuracy(model, tokenizer, rows, **kw)}
+        if cfg.n_sample > 0:
+            torch.manual_seed(cfg.seed + 1)
+            accs = [accuracy(model, tokenizer, rows, do_sample=True, temperature=1.0, **kw) for _ in range(cfg.n_sample)]
+            entry["sample_acc"] = sum(accs) / len(accs)
+        res[split] = entry
+    if data.get("ood"):
+        res["ood"] = mc_accuracy(model, tokenizer, data["ood"])
+    return res
+
+
+# ----------------------------------------------------------------------------------------------------------
+# training
+
+def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path | None, ckpt_dir: str | Path,
+             stop_at: int | None = None, progress: bool = True) -> dict | None:
+    """Train (resuming from `ckpt_dir` if it holds a checkpoint) and write `out_dir`. Returns base_eval,
+    or None when `stop_at` ended the run early (after checkpointing that step; nothing is written to out)."""
+    from tqdm.auto import tqdm
+
+    cfg.validate()
+    torch.set_num_threads(cfg.threads)
+    ckpt_dir = Path(ckpt_dir)
+    if out_dir is not None and Path(out_dir).resolve() == ckpt_dir.resolve():
+        raise ValueError("--ckpt-dir must differ from --out (the output directory is replaced whole at the end)")
+    data = load_toy_data(data_dir)
+    texts = [t for name in ("train", "ood_train") for r in data[name] for t in demo_text(r)]
+    tokenizer = build_char_tokenizer(texts)
+    main_enc = encode_demos(data["train"], tokenizer)
+    ood_enc = encode_demos([r for r in data["ood_train"] if r.get("source") == SEQ_SOURCE], tokenizer)
+    model = build_model(cfg, tokenizer)
+    opt, sched = make_optimizer(model, cfg)
+    fingerprint = {"data": data_fingerprint(main_enc, ood_enc), "vocab": len(tokenizer),
+                   "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NON_TRAINING_FIELDS}}
+    fingerprint = json.loads(json.dumps(fingerprint))   # tuples -> lists, as they come back from JSON
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = ckpt_dir / "metrics.jsonl"
+    start, seconds = 0, 0.0
+    ck = latest_checkpoint(ckpt_dir)
+    if ck is not None:
+        # Build the model state first, then check the checkpoint belongs to this run.
+        saved = json.loads((ck / "state.json").read_text())["extra"].get("fingerprint")
+        if saved != fingerprint:
+            raise ValueError(f"{ck} was written by a different config or data set ({saved} != {fingerprint}); "
+                             f"use a fresh --ckpt-dir or delete {ckpt_dir}")
+        st = load_checkpoint(ck, model, opt, sched)
+        start, seconds = st["step"], float(st["extra"].get("seconds", 0.0))
+    # Drop metric rows written after the checkpoint we resume from (a kill between checkpoints).
+    rows = [r for r in (read_jsonl(metrics_path) if metrics_path.exists() else []) if r.get("step", 0) <= start]
+    write_jsonl(metrics_path, rows)
+
+    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=start, desc="pretrain", disable=not progress, dynamic_ncols=True,
+               mininterval=1.0)
+    t0 = time.perf_counter() - seconds
+    for step in range(start, end):
+        pairs = batch_indices(cfg.seed, step, cfg.batch_size, len(main_enc.ids), len(ood_enc.ids), cfg.ood_fraction)
+        src = {"main": main_enc, "ood": ood_enc}
+        seqs = [src[f].ids[i] for f, i in pairs]
+        npr = [src[f].n_prompt[i] for f, i in pairs]
+        ids, labels = collate(seqs, npr, tokenizer.pad_token_id)
+        # Right padding + causal attention: real tokens never see padding, so no mask is needed.
+        loss = sequence_loss(model(input_ids=ids).logits, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        lr = opt.param_groups[0]["lr"]
+        opt.step()
+        sched.step()
+        done = step + 1
+        row = {"step": done, "loss": loss.item(), "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            val = data["val"][: cfg.n_eval]
+            row["val_acc"] = accuracy(model, tokenizer, val, max_new_tokens=cfg.max_new_tokens,
+                                      batch_size=cfg.eval_batch_size)
+            bar.write(f"step {done}/{cfg.steps} loss {row['loss']:.4f} lr {lr:.2e} "
+                      f"val greedy acc {row['val_acc']:.3f} (n={len(val)}) {row['seconds']:.0f}s")
+        append_jsonl(metrics_path, row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.3f}")
+        if done % cfg.ckpt_every == 0 or done == end:
+            save_checkpoint(ckpt_dir, done, model, opt, sched, keep=cfg.keep_ckpts,
+                            extra={"seconds": time.perf_counter() - t0, "fingerprint": fingerprint})
+    bar.close()
+    if end < cfg.steps:
+        return None
+    train_seconds = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    result = base_eval(model, tokenizer, data, cfg)
+    result["train_seconds"] = round(train_seconds, 1)
+    result["eval_seconds"] = round(time.perf_counter() - t1, 1)
+    result["n_params"] = sum(p.numel() for p in model.parameters())
+    result["steps"] = cfg.steps
+    if out_dir is not None:
+        with atomic_dir(out_dir) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_jsonl(tmp / "pretrain_metrics.jsonl", read_jsonl(metrics_path))
+            write_json(tmp / "pretrain_config.json", dataclasses.asdict(cfg))
+            write_json(tmp / "base_eval.json", result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="softcot pretrain", description=(
+        "Pre-train the embedded default's tiny char-level Llama on toy demos; resumable from --ckpt-dir. "
+        f"Config keys (flat YAML mapping): {', '.join(f.name for f in dataclasses.fields(PretrainConfig))}."))
+    p.add_argument("--data", required=True, help="softcot toy-data output directory")
+    p.add_argument("--config", help="YAML file of PretrainConfig fields (defaults: DEFAULT_PRETRAIN)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable), e.g. --set steps=200")
+    p.add_argument("--out", required=True, help="output model directory (written atomically at the end)")
+    p.add_argument("--ckpt-dir", required=True, help="step checkpoints (not the output); rerun to resume")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="stop after this step's checkpoint without writing --out (to split a run)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    try:
+        cfg = load_config_file(PretrainConfig, args.config, args.overrides)
+        result = pretrain(cfg, args.data, args.out, args.ckpt_dir, stop_at=args.stop_at,
+                          progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"softcot pretrain: {e}", file=sys.stderr)
+        return 2
+    if result is None:
+        print(f"stopped at step {args.stop_at}; checkpoint in {args.ckpt_dir}; rerun without --stop-at to finish")
+    else:
+        print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

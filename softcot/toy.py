@@ -1,0 +1,343 @@
+"""The embedded default's data: procedural, seeded reasoning tasks small enough for a char-level model.
+
+Main family (`source: "toy_arith"`): multi-step +/- chains over single-digit operands whose running value
+stays in [0, max_value]. Difficulty = number of steps.
+
+    question  7+5-3+2
+    cot       7+5=12-3+2 12-3=9+2 9+2=11 The final answer is: \\boxed{11}   (cot_style "chain", default)
+              12-3+2 = 9+2 = 11 The final answer is: \\boxed{11}            (cot_style "rewrite")
+              7+5=12 12-3=9 9+2=11 The final answer is: \\boxed{11}         (cot_style "steps")
+    demo      format_prompt(question) + " " + cot   ->   "Q: 7+5-3+2\\nA: 7+5=12-3+2 12-3=9+2 ..."
+
+In the default "chain" style every character of the CoT is either a local computation (the result right
+after its operation) or a copy of the text after the previous `=` (the running value and the operations
+still to do), both easy for a tiny transformer. With "steps" a ~1M-parameter char model must find the k-th
+operand of the question by counting: in six 250-400-step runs almost all its errors were copying the wrong
+operand and greedy test accuracy ended anywhere in 18-86%; with "rewrite" it copies well but computes
+poorly (the operation sits a whole state back): 16% after 300 steps.
+
+OOD family (`source: "toy_seq"`): sequence continuation as a 4-way multiple choice, `c,d,e,?` with
+choices like ["g", "f", "e", "h"] and the index of the right one (by default letters a-z / A-Z counting up
+or down by one, 2-5 terms shown; `seq_max_diff: 2` makes steps of +-1..2, and `seq_kind: numbers` gives
+arithmetic sequences `2,5,8,11,?`: the default tiny model learns neither well in its budget without a chain
+of thought, 38% and chance-level multiple-choice accuracy). Its pre-training demo is
+`format_prompt(question) + " " + choices[label]`; multiple-choice scoring compares the model's
+log-likelihood of `" " + choice` after the prompt.
+
+Splits (written by `softcot toy-data`): train, val, test (steps_test), test_hard (steps_hard) of the main
+family, `ood` (the OOD evaluation set) and `ood_train` (OOD demos for pre-training only, disjoint from
+`ood`). No question appears in two splits. Every split is a deterministic function of the config; each
+split draws from its own seeded stream, and the evaluation splits are drawn first, so changing `n_train`
+leaves val/test/test_hard unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from softcot.io import write_jsonl
+
+TOY_PROMPT_TEMPLATE = "Q: {question}\nA:"
+MARKER = "The final answer is:"
+ARITH_SOURCE = "toy_arith"
+SEQ_SOURCE = "toy_seq"
+SPLITS = ("train", "val", "test", "test_hard", "ood", "ood_train")
+
+
+def format_prompt(question: str, template: str = TOY_PROMPT_TEMPLATE) -> str:
+    """Fill `{question}` in `template` (plain replacement, so braces elsewhere, e.g. `\\boxed{}`, are safe)."""
+    if "{question}" not in template:
+        raise ValueError(f"prompt template has no {{question}} placeholder: {template!r}")
+    return template.replace("{question}", question)
+
+
+def demo_text(record: dict, template: str = TOY_PROMPT_TEMPLATE) -> tuple[str, str]:
+    """(prompt, completion) of a record's pre-training demo; the full text is prompt + completion."""
+    prompt = format_prompt(record["question"], template)
+    if record.get("source") == SEQ_SOURCE:
+        return prompt, " " + record["choices"][record["label"]]
+    return prompt, " " + record["cot"]
+
+
+def extract_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{...}` in `text` (balanced braces), or None if there is none/unclosed."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    i = start + len("\\boxed{")
+    depth = 1
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i:j]
+    return None
+
+
+def is_correct(completion: str, gold: str) -> bool:
+    ans = extract_boxed(completion)
+    return ans is not None and ans.strip() == str(gold).strip()
+
+
+@dataclass
+class ToyConfig:
+    seed: int = 0
+    n_train: int = 20000
+    n_val: int = 128
+    n_test: int = 256
+    n_test_hard: int = 256
+    n_ood: int = 100
+    n_ood_train: int = 260
+    steps_train: tuple[int, int] = (3, 4)     # inclusive range of the number of operations
+    steps_test: tuple[int, int] = (3, 4)      # val and test
+    steps_hard: tuple[int, int] = (5, 6)      # test_hard
+    max_operand: int = 9                      # operands are 1..max_operand, the start value 1..max_operand
+    max_value: int = 20                       # every running value stays in [0, max_value]
+    cot_style: str = "chain"                  # see the module docstring: "chain" | "rewrite" | "steps"
+    seq_kind: str = "letters"                 # OOD sequences of "letters" (a-z, A-Z) or "numbers"
+    seq_max_diff: int = 1                     # common difference in +-1..seq_max_diff
+    seq_max_start: int = 30                   # numbers only: first term 0..seq_max_start
+    seq_terms: tuple[int, int] = (2, 5)       # number of terms shown
+
+    def validate(self) -> None:
+        for name in ("steps_train", "steps_test", "steps_hard", "seq_terms"):
+            lo, hi = getattr(self, name)
+            if not (1 <= lo <= hi):
+                raise ValueError(f"{name}: got {(lo, hi)}; need 1 <= min <= max")
+        for name in ("n_train", "n_val", "n_test", "n_test_hard", "n_ood", "n_ood_train"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: got {getattr(self, name)}; need >= 0")
+        if not 1 <= self.max_operand <= 9:
+            raise ValueError(f"max_operand: got {self.max_operand}; need 1..9 (single digits)")
+        if self.max_value < self.max_operand:
+            raise ValueError(f"max_value: got {self.max_value}; need >= max_operand ({self.max_operand})")
+        if self.cot_style not in ("chain", "rewrite", "steps"):
+            raise ValueError(f"cot_style: got {self.cot_style!r}; allowed: 'chain', 'rewrite', 'steps'")
+        if self.seq_kind not in ("letters", "numbers"):
+            raise ValueError(f"seq_kind: got {self.seq_kind!r}; allowed: 'letters', 'numbers'")
+        if self.seq_max_start < 0 or self.seq_max_diff < 1:
+            raise ValueError("seq_max_start must be >= 0 and seq_max_diff >= 1")
+
+
+# The embedded default's data. With it, DEFAULT_PRETRAIN (softcot/pretrain.py) gives a base with greedy
+# accuracy val 0.54 / test 0.50 / test_hard 0.09, sampled test 0.27, OOD multiple choice 0.70: see there.
+DEFAULT_TOY = ToyConfig()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# config files (flat YAML mapping of dataclass fields; unknown keys are rejected by name)
+
+def config_from_dict(cls, data: dict[str, Any] | None, what: str = "config"):
+    """Build dataclass `cls` from a flat mapping; an unknown key raises ValueError naming it and the allowed keys."""
+    data = dict(data or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k in data if k not in fields)
+    if unknown:
+        raise ValueError(f"{what}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed keys: {', '.join(fields)}")
+    default = cls()
+    kwargs = {}
+    for k, v in data.items():
+        ref = getattr(default, k)
+        if isinstance(ref, tuple):
+            if not isinstance(v, (list, tuple)) or len(v) != len(ref):
+                raise ValueError(f"{what}: {k}: got {v!r}; need a list of {len(ref)} values")
+            v = tuple(type(r)(x) for r, x in zip(ref, v))
+        elif isinstance(ref, bool):
+            if not isinstance(v, bool):
+                raise ValueError(f"{what}: {k}: got {v!r}; need true or false")
+        elif isinstance(ref, (int, float)) and ref is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{what}: {k}: got {v!r}; need a number")
+            if isinstance(ref, int) and not float(v).is_integer():
+                raise ValueError(f"{what}: {k}: got {v!r}; need an integer")
+            v = type(ref)(v)
+        kwargs[k] = v
+    cfg = cls(**kwargs)
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    return cfg
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`key=value` strings -> dict, values parsed as YAML (`steps_train=[3,5]`, `lr=1e-3`)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r}: expected key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def load_config_file(cls, path: str | Path | None, overrides: list[str] | None = None):
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of {cls.__name__} fields, got {type(loaded).__name__}")
+        data.update(loaded or {})
+    data.update(parse_overrides(overrides))
+    return config_from_dict(cls, data, what=str(path) if path else cls.__name__)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# generators
+
+def arith_chain(rng: random.Random, n_steps: int, max_operand: int = 9, max_value: int = 20,
+                cot_style: str = "rewrite") -> tuple[str, str, int]:
+    """One chain: (question, CoT steps text, answer). Each op picks + or - (among those with a legal operand),
+    then an operand that keeps the running value in [0, max_value].
+
+    cot_style "rewrite": each step rewrites the remaining expression, `7+5-3+2` -> `12-3+2 = 9+2 = 11`
+    (the next operand is always right after the running value, so the model copies instead of counting);
+    "steps": one equation per step, `7+5=12 12-3=9 9+2=11` (a tiny model must find the k-th operand in the
+    question by counting, which it learns late and erratically)."""
+    v = rng.randint(1, max_operand)
+    values, ops = [v], []
+    for _ in range(n_steps):
+        legal = [op for op in "+-" if (v + 1 <= max_value if op == "+" else v - 1 >= 0)]
+        op = rng.choice(legal)
+        hi = min(max_operand, max_value - v) if op == "+" else min(max_operand, v)
+        b = rng.randint(1, hi)
+        v = v + b if op == "+" else v - b
+        ops.append(f"{op}{b}")
+        values.append(v)
+    question = str(values[0]) + "".join(ops)
+    if cot_style == "steps":
+        text = " ".join(f"{values[i]}{ops[i]}={values[i + 1]}" for i in range(n_steps))
+    elif cot_style == "chain":
+        text = " ".join(f"{values[i]}{ops[i]}={values[i + 1]}" + "".join(ops[i + 1:]) for i in range(n_steps))
+    elif cot_style == "rewrite":
+        text = " = ".join(str(values[i + 1]) + "".join(ops[i + 1:]) for i in range(n_steps))
+    else:
+        raise ValueError(f"cot_style: got {cot_style!r}; allowed: 'chain', 'rewrite', 'steps'")
+    return question, text, v
+
+
+def arith_record(rid: str, question: str, steps: str, answer: int, n_steps: int) -> dict:
+    return {"id": rid, "question": question, "answer": str(answer), "source": ARITH_SOURCE,
+            "cot": f"{steps} {MARKER} \\boxed{{{answer}}}", "n_steps": n_steps}
+
+
+def _draw_arith(split: str, n: int, steps: tuple[int, int], cfg: ToyConfig, seen: set[str]) -> list[dict]:
+    rng = random.Random(f"toy-arith-{cfg.seed}-{split}")
+    rows: list[dict] = []
+    attempts, limit = 0, 100 * n + 1000
+    while len(rows) < n:
+        attempts += 1
+        if attempts > limit:
+            raise ValueError(f"split {split}: could only draw {len(rows)} of {n} distinct questions with "
+                             f"steps {steps}, max_operand {cfg.max_operand}, max_value {cfg.max_value}; "
+                             "ask for fewer or widen the ranges")
+        k = rng.randint(*steps)
+        q, s, a = arith_chain(rng, k, cfg.max_operand, cfg.max_value, cfg.cot_style)
+        if q in seen:
+            continue
+        seen.add(q)
+        rows.append(arith_record(f"{split}-{len(rows):05d}", q, s, a, k))
+    return rows
+
+
+LETTER_ALPHABETS = ("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _seq_space(cfg: ToyConfig) -> list[tuple[int, int, int, int]]:
+    """Every OOD sequence as (alphabet, first, step, n_terms); alphabet -1 = numbers, else LETTER_ALPHABETS[i]."""
+    space = []
+    kinds = [(-1, cfg.seq_max_start + 1, None)] if cfg.seq_kind == "numbers" else \
+        [(i, len(alpha), len(alpha)) for i, alpha in enumerate(LETTER_ALPHABETS)]
+    for n_terms in range(cfg.seq_terms[0], cfg.seq_terms[1] + 1):
+        for kind, n_start, size in kinds:
+            for a in range(n_start):
+                for d in range(-cfg.seq_max_diff, cfg.seq_max_diff + 1):
+                    last = a + n_terms * d   # the answer
+                    if d != 0 and last >= 0 and (size is None or last < size):
+                        space.append((kind, a, d, n_terms))
+    return space
+
+
+def seq_record(rid: str, kind: int, a: int, d: int, n_terms: int, rng: random.Random) -> dict:
+    """A 4-way multiple choice: the next term, and three distractors (the last term repeated, a step too
+    far, off-by-one or two neighbours), shuffled; `label` indexes the right one."""
+    size = None if kind < 0 else len(LETTER_ALPHABETS[kind])
+    render = str if kind < 0 else LETTER_ALPHABETS[kind].__getitem__
+    terms = [a + i * d for i in range(n_terms)]
+    ans = a + n_terms * d
+    cands = [ans - d, ans + d, ans + 1, ans - 1, ans + 2, ans - 2, ans + 2 * d, ans - 2 * d, ans + 3, ans - 3]
+    pool = []
+    for c in cands:
+        if c >= 0 and (size is None or c < size) and c != ans and c not in pool:
+            pool.append(c)
+    distractors = rng.sample(pool, 3)
+    choices = [ans] + distractors
+    rng.shuffle(choices)
+    return {"id": rid, "question": ",".join(render(t) for t in terms) + ",?",
+            "choices": [render(c) for c in choices], "label": choices.index(ans), "source": SEQ_SOURCE}
+
+
+def _draw_seq(cfg: ToyConfig) -> tuple[list[dict], list[dict]]:
+    space = _seq_space(cfg)
+    rng = random.Random(f"toy-seq-{cfg.seed}")
+    rng.shuffle(space)
+    need = cfg.n_ood + cfg.n_ood_train
+    if need > len(space):
+        raise ValueError(f"n_ood + n_ood_train = {need} exceeds the {len(space)} distinct {cfg.seq_kind} sequences; "
+                         "ask for fewer or widen seq_terms / seq_max_diff (/ seq_max_start for numbers)")
+    ood = [seq_record(f"ood-{i:05d}", *space[i], rng) for i in range(cfg.n_ood)]
+    train = [seq_record(f"ood_train-{i:05d}", *space[cfg.n_ood + i], rng) for i in range(cfg.n_ood_train)]
+    return ood, train
+
+
+def make_splits(cfg: ToyConfig = DEFAULT_TOY) -> dict[str, list[dict]]:
+    """All splits as {name: records}; deterministic in `cfg` (and so in `cfg.seed`)."""
+    cfg.validate()
+    seen: set[str] = set()
+    out: dict[str, list[dict]] = {}
+    # Evaluation splits first, so their content does not depend on n_train.
+    out["test_hard"] = _draw_arith("test_hard", cfg.n_test_hard, cfg.steps_hard, cfg, seen)
+    out["test"] = _draw_arith("test", cfg.n_test, cfg.steps_test, cfg, seen)
+    out["val"] = _draw_arith("val", cfg.n_val, cfg.steps_test, cfg, seen)
+    out["train"] = _draw_arith("train", cfg.n_train, cfg.steps_train, cfg, seen)
+    out["ood"], out["ood_train"] = _draw_seq(cfg)
+    return {k: out[k] for k in SPLITS}
+
+
+def write_splits(splits: dict[str, list[dict]], out_dir: str | Path) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, rows in splits.items():
+        write_jsonl(out_dir / f"{name}.jsonl", rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="softcot toy-data", description=(
+        "Write the embedded default's procedural tasks: OUT/{train,val,test,test_hard,ood,ood_train}.jsonl. "
+        f"Config keys (flat YAML mapping): {', '.join(f.name for f in dataclasses.fields(ToyConfig))}."))
+    p.add_argument("--config", help="YAML file of ToyConfig fields (defaults: DEFAULT_TOY)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable), e.g. --set seed=1 --set steps_hard=[5,7]")
+    p.add_argument("--out", required=True, help="output directory")
+    args = p.parse_args(argv)
+    try:
+        cfg = load_config_file(ToyConfig, args.config, args.overrides)
+        splits = make_splits(cfg)
+    except ValueError as e:
+        print(f"softcot toy-data: {e}", file=sys.stderr)
+        return 2
+    write_splits(splits, args.out)
+    print(" ".join(f"{k}={len(v)}" for k, v in splits.items()) + f" -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
