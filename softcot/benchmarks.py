@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from softcot.rewards import extract_boxed
 from softcot.io import DataError, read_jsonl, write_jsonl
 
 MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
@@ -93,22 +94,8 @@ class _BadRow(Exception):
 
 
 def last_boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in text, braces balanced; None if absent."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if start < 0:
-        return None
-    i = start + (6 if text.startswith("\\boxed", start) else 5)
-    if text.startswith(" ", i):  # "\boxed 5$": the argument runs to the next '$' or space
-        m = re.match(r" ([^\s$]+)", text[i:])
-        return m.group(1) if m else None
-    if not text.startswith("{", i):
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1:j].strip() or None
-    return None  # unbalanced braces
+    """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced; None if absent or empty."""
+    return extract_boxed(text) or None
 
 
 def _text(row: dict, *columns: str) -> str:

@@ -41,18 +41,11 @@ from softcot.io import DataError, append_jsonl, read_jsonl, write_json, write_js
 from softcot.modeling import SMOLLM2_GGUF, ModelConfig, load_model, smollm2_dir
 from softcot.modes import DEFAULT_TAU, SETTINGS, CoTMode
 from softcot.passk import default_ks, pass_at_k_curve
-from softcot.prompt import PAPER_PROMPT, build_prompt
+from softcot.prompt import PAPER_PROMPT, TEMPLATES, build_prompt, resolve_template
 from softcot.rewards import CORRECT, extract_boxed, load_reward
 from softcot.rollout import RolloutConfig, rollout
-from softcot.toy import TOY_PROMPT_TEMPLATE
 
-TEMPLATES = {"paper": PAPER_PROMPT, "toy": TOY_PROMPT_TEMPLATE}
 ENTROPY_DIGITS = 5          # per-position entropy sums are stored rounded (keeps samples.jsonl small)
-
-
-def resolve_template(template: str) -> str:
-    """'paper' / 'toy' -> that template; anything else is taken literally (must contain {question})."""
-    return TEMPLATES.get(template, template)
 
 
 def _eval_rollout_defaults() -> RolloutConfig:

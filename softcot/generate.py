@@ -58,7 +58,8 @@ def _format_one(r: dict) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    from softcot.evaluate import TEMPLATES, model_fields, resolve_template
+    from softcot.evaluate import model_fields
+    from softcot.prompt import TEMPLATES, resolve_template
     ap = argparse.ArgumentParser(prog="softcot generate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model directory, hub id, or 'smollm2'")

@@ -29,9 +29,12 @@ class JudgeError(RuntimeError):
 
 
 def extract_boxed(text: str) -> str | None:
-    """Contents of the last balanced `\\boxed{...}` (or `\\fbox{...}`) in text, else None."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
-    for start in reversed(starts):
+    """Contents of the last balanced `\\boxed{...}` (or `\\fbox{...}`, or `\\boxed 5`) in text, else None."""
+    for m in reversed(list(re.finditer(r"\\(?:boxed|fbox)(\s*\{| )", text))):
+        start = m.end()
+        if m.group(1) == " ":                        # "\boxed 5$": the argument runs to the next '$' or space
+            arg = re.match(r"([^\s$]+)", text[start:])
+            return arg.group(1) if arg else None
         depth = 1
         for i in range(start, len(text)):
             c = text[i]
@@ -41,6 +44,7 @@ def extract_boxed(text: str) -> str | None:
                 depth -= 1
                 if depth == 0:
                     return text[start:i].strip()
+        return None                                  # the last box never closes
     return None
 
 

@@ -43,8 +43,10 @@ from typing import Any
 import yaml
 
 from softcot.io import write_jsonl
+from softcot.prompt import TOY_PROMPT, build_prompt
+from softcot.rewards import extract_boxed
 
-TOY_PROMPT_TEMPLATE = "Q: {question}\nA:"
+TOY_PROMPT_TEMPLATE = TOY_PROMPT
 MARKER = "The final answer is:"
 ARITH_SOURCE = "toy_arith"
 SEQ_SOURCE = "toy_seq"
@@ -53,9 +55,7 @@ SPLITS = ("train", "val", "test", "test_hard", "ood", "ood_train")
 
 def format_prompt(question: str, template: str = TOY_PROMPT_TEMPLATE) -> str:
     """Fill `{question}` in `template` (plain replacement, so braces elsewhere, e.g. `\\boxed{}`, are safe)."""
-    if "{question}" not in template:
-        raise ValueError(f"prompt template has no {{question}} placeholder: {template!r}")
-    return template.replace("{question}", question)
+    return build_prompt(question, template)
 
 
 def demo_text(record: dict, template: str = TOY_PROMPT_TEMPLATE) -> tuple[str, str]:
@@ -64,23 +64,6 @@ def demo_text(record: dict, template: str = TOY_PROMPT_TEMPLATE) -> tuple[str, s
     if record.get("source") == SEQ_SOURCE:
         return prompt, " " + record["choices"][record["label"]]
     return prompt, " " + record["cot"]
-
-
-def extract_boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` in `text` (balanced braces), or None if there is none/unclosed."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    i = start + len("\\boxed{")
-    depth = 1
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i:j]
-    return None
 
 
 def is_correct(completion: str, gold: str) -> bool:
