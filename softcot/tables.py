@@ -100,6 +100,19 @@ def table2(ood: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def snr_table(path: str) -> tuple[list[str], list[list[str]]]:
+    import json
+    d = json.load(open(path))
+    header = ["mode", "snr (loss)", "snr null", "snr CoT term", "snr answer term", "|g| CoT term",
+              "|g| answer term", "cos (pairs)", "reward"]
+    rows = []
+    for mode, r in d["modes"].items():
+        rows.append([mode, f"{r['total']['snr']:.4f}", f"{r['null']['snr']:.4f}", f"{r['cot']['snr']:.4f}",
+                     f"{r['answer']['snr']:.4f}", f"{r['cot']['grad_norm']:.3g}", f"{r['answer']['grad_norm']:.3g}",
+                     f"{r['total']['cos']:.3f}", f"{r['reward_mean']:.1f}"])
+    return header, rows
+
+
 def to_markdown(title: str, header: list[str], rows: list[list[str]], notes: list[str] = ()) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -135,6 +148,7 @@ TITLES = {
     "table3_5": "Tables 3-5 - nine inference columns per test set (H/F/S = hard/fuzzy/soft CoT; G greedy, S sample)",
     "table6": "Table 6 - noise-scale ablation (sigma = gamma * rms(E))",
     "table8": "Table 8 - CoT-temperature ablation",
+    "study": "Study - soft/fuzzy learning at this scale: each mode beside its null control (hard inference)",
 }
 PAPER_TABLE = {"table1": "table1", "table2": "table2", "table6": "table6", "table8": "table8"}
 
@@ -157,6 +171,18 @@ def build(which: str, inputs: list[str], test_sets: list[str], preset: str | Non
             h, r = nine(ev, d, methods_present(ev))
             md.append(to_markdown(f"Table {3 + i} - {d}: " + TITLES[which].split(" - ", 1)[1], h, r, notes))
             cs.append(to_csv(h, r, section=d))
+    elif which == "study":
+        ev = load_eval([p for p in inputs if p.endswith("summary.json")])
+        h, r = table1(ev, test_sets[:1])
+        md.append(to_markdown(TITLES[which], h, r, notes + [
+            "A '-null' row is trained with advantages shuffled within each step: the same noise, no signal."]))
+        cs.append(to_csv(h, r))
+        for p in (p for p in inputs if p.endswith(".json") and not p.endswith("summary.json")):
+            h2, r2 = snr_table(p)
+            md.append(to_markdown("Gradient signal-to-noise on the base model (softcot diagnose)", h2, r2, [
+                "snr = |mean g|^2 / mean |g|^2 over independent batches; the null row shuffles advantages "
+                "(its snr is the noise floor, about 1/batches)."]))
+            cs.append(to_csv(h2, r2, section="snr"))
     elif which in ("table6", "table8"):
         ev = load_eval(inputs)
         h, r = nine(ev, test_sets[0], methods or methods_present(ev))

@@ -30,9 +30,9 @@ ENV = "../../envs/softcot.yaml"
 
 
 wildcard_constraints:
-    variant=r"(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+)?",
+    variant=r"(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+|-null)?",
     seed=r"\d+",
-    model=r"base|(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+)?_seed\d+",
+    model=r"base|(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+|-null)?_seed\d+",
     dataset=r"[A-Za-z0-9_]+",
 
 
@@ -58,10 +58,13 @@ def base_inputs(wildcards=None):
 
 
 def variant_overrides(variant):
-    """'fuzzy' -> mode.kind=fuzzy; 'fuzzy-gamma1.0' -> also mode.gamma=1.0; 'soft-tau0.1' -> mode.tau=0.1."""
+    """'fuzzy' -> mode.kind=fuzzy; 'fuzzy-gamma1.0' -> also mode.gamma=1.0; 'soft-tau0.1' -> mode.tau=0.1;
+    'soft-null' -> the null control (advantages shuffled within each step: same noise, no signal)."""
     kind, _, rest = variant.partition("-")
     out = [f"mode.kind={kind}"]
-    if rest.startswith("gamma"):
+    if rest == "null":
+        out.append("shuffle_advantages=true")
+    elif rest.startswith("gamma"):
         out.append(f"mode.gamma={rest[5:]}")
     elif rest.startswith("tau"):
         out.append(f"mode.tau={rest[3:]}")
