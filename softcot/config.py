@@ -167,12 +167,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("config")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
-    if args.kind == "train":
-        from softcot.trainer import TrainConfig as cls
-    else:
-        from softcot.evaluate import EvalConfig as cls
     try:
-        load_config(cls, args.config, args.overrides)
+        if args.kind == "train":
+            from softcot.trainer import TrainConfig
+            load_config(TrainConfig, args.config, args.overrides)
+        else:   # eval_config keeps the evaluation defaults for a partial rollout section
+            from softcot.evaluate import eval_config
+            eval_config(apply_overrides(read_yaml(args.config), args.overrides))
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
