@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from softcot.config import require
 from softcot.modes import CoTMode, mix, noise_sigma
@@ -43,6 +44,8 @@ class RolloutConfig:
     prefill_after_budget: str = " The final answer is: \\boxed{"
     answer_temperature: float = 1.0            # 0 = greedy. Training default 1.0 (OPEN in the paper), eval 0
     record_entropy: bool = False               # per-step entropy of the next-token distribution
+    preallocate: bool = True                   # KV cache and mask allocated once for the longest rollout and
+                                               # filled in place (false: plain DynamicCache, same results)
 
     def validate(self, prefix: str = "") -> None:
         require(self.max_cot_tokens >= 1, prefix + "max_cot_tokens", f"got {self.max_cot_tokens}; must be >= 1")
@@ -132,6 +135,48 @@ def lm_logits(model, hidden: torch.Tensor) -> torch.Tensor:
     return logits.float()
 
 
+class _GrowLayer(DynamicLayer):
+    """A DynamicLayer whose keys and values live in buffers allocated once for `capacity` positions: `update`
+    writes the new states in place and returns views of the filled part, so a step costs no concatenation
+    of the whole cache (transformers' DynamicLayer concatenates at every step)."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+
+    def lazy_initialization(self, key_states, value_states) -> None:
+        b, h, _, dk = key_states.shape
+        dv = value_states.shape[-1]
+        self.device = key_states.device
+        self._k = key_states.new_empty((b, h, self.capacity, dk))
+        self._v = value_states.new_empty((b, h, self.capacity, dv))
+        self.keys, self.values = self._k[:, :, :0], self._v[:, :, :0]
+        self.is_initialized = True
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n0, n1 = self.length, self.length + key_states.shape[-2]
+        if n1 > self.capacity:
+            raise RuntimeError(f"rollout KV cache overflow: {n1} > {self.capacity} positions")
+        self._k[:, :, n0:n1] = key_states
+        self._v[:, :, n0:n1] = value_states
+        self.length = n1
+        self.keys, self.values = self._k[:, :, :n1], self._v[:, :, :n1]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+
+def preallocated_cache(config, capacity: int) -> DynamicCache:
+    """A DynamicCache whose full-attention layers are `_GrowLayer`s (sliding-window layers are kept as is)."""
+    cache = DynamicCache(config=config)
+    cache.layers = [_GrowLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
 class _VocabTables:
     """Per-tokenizer lookup tables, built once: brace balance and 'may end the marker' per token id."""
     _cache: dict = {}
@@ -204,20 +249,34 @@ def rollout(model, tokenizer, prompts: list[str], mode: CoTMode, cfg: RolloutCon
 
     cols_ids, cols_mask, cols_pos = [ids], [mask], [pos]
     cot_flags, ans_flags = [], []
-    cache = DynamicCache(config=model.config)
-    full_mask = mask
     last_pos = pos[:, -1].clone()
     trace = [] if return_logits else None
+    prefills = {s: tokenizer.encode(s, add_special_tokens=False)
+                for s in (cfg.prefill_after_marker, cfg.prefill_after_budget)}
+    if cfg.preallocate:
+        # Every slot the rollout can use, allocated once: no step concatenates the growing cache or mask.
+        S_max = P + cfg.max_cot_tokens + max(len(v) for v in prefills.values()) + cfg.max_answer_tokens
+        cache = preallocated_cache(model.config, S_max)
+        full_mask = torch.zeros((B, S_max), dtype=mask.dtype, device=device)
+    else:
+        cache = DynamicCache(config=model.config)
+        full_mask = mask[:, :0]
+    filled = 0
 
     def step(embeds, new_mask, new_pos):
-        nonlocal full_mask
-        full_mask = torch.cat([full_mask, new_mask], dim=1)
-        out = body(inputs_embeds=embeds, attention_mask=full_mask, position_ids=new_pos,
+        nonlocal full_mask, filled
+        n = new_mask.shape[1]
+        if cfg.preallocate:
+            full_mask[:, filled:filled + n] = new_mask
+            attn = full_mask[:, :filled + n]
+        else:
+            full_mask = attn = torch.cat([full_mask, new_mask], dim=1)
+        filled += n
+        out = body(inputs_embeds=embeds, attention_mask=attn, position_ids=new_pos,
                    use_cache=True, **{cache_key: cache})
         return lm_logits(model, out.last_hidden_state[:, -1])
 
     # Prefill the prompts.
-    full_mask = full_mask[:, :0]
     logits = step(E[ids], mask, pos)
 
     # ---- CoT phase
@@ -271,7 +330,7 @@ def rollout(model, tokenizer, prompts: list[str], mode: CoTMode, cfg: RolloutCon
 
     # ---- answer prefill, right-aligned so that every row's last prefill slot is the same column
     prefill_text = [cfg.prefill_after_marker if m else cfg.prefill_after_budget for m in by_marker]
-    pre = [tokenizer.encode(s, add_special_tokens=False) for s in prefill_text]
+    pre = [prefills[s] for s in prefill_text]
     W = max(len(p) for p in pre)
     pre_ids = torch.full((B, W), pad_id, dtype=torch.long, device=device)
     pre_mask = torch.zeros((B, W), dtype=torch.long, device=device)

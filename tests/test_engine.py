@@ -51,6 +51,25 @@ def test_fuzzy_greedy_and_cold_soft_equal_hard_greedy(arch):
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("kind", ["hard", "soft", "fuzzy"])
+def test_preallocated_cache_equals_dynamic_cache(arch, kind):
+    """The in-place cache and mask give the rollout transformers' DynamicCache gives: same tokens, same logits
+    (within float tolerance), on a left-padded batch whose rows end at different steps."""
+    model, tok = make_tiny(arch, seed=4)
+    outs = []
+    for pre in (True, False):
+        g = torch.Generator().manual_seed(7)
+        cfg = RolloutConfig(max_cot_tokens=14, max_answer_tokens=5, marker="e", preallocate=pre)
+        outs.append(rollout(model, tok, PROMPTS * 2, CoTMode(kind), cfg, generator=g, return_logits=True))
+    a, b = outs
+    assert a.cot_ids == b.cot_ids and a.answer_ids == b.answer_ids
+    assert torch.equal(a.attention_mask, b.attention_mask) and torch.equal(a.position_ids, b.position_ids)
+    if kind == "hard":
+        assert len({len(c) for c in a.cot_ids}) > 1, "rows must end at different steps"
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("kind", ["hard", "soft", "fuzzy"])
 def test_teacher_forced_pass_reproduces_rollout_logits(arch, kind):
     model, tok = make_tiny(arch, seed=3)
     g = torch.Generator().manual_seed(0)
