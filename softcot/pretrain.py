@@ -33,7 +33,8 @@ import torch
 from softcot.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from softcot.chartok import build_char_tokenizer
 from softcot.io import append_jsonl, atomic_dir, read_jsonl, write_json, write_jsonl
-from softcot.toy import SEQ_SOURCE, TOY_PROMPT_TEMPLATE, demo_text, format_prompt, is_correct, load_config_file
+from softcot.toy import (SEQ_SOURCE, TOY_PROMPT_TEMPLATE, TOY_WORDS, demo_text, format_prompt, is_correct,
+                         load_config_file)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class PretrainConfig:
     intermediate_size: int = 384
     max_position_embeddings: int = 256
     rope_theta: float = 10000.0
+    word_tokens: bool = True         # the marker and "\\boxed{" as single tokens (softcot.toy.TOY_WORDS)
     # optimisation
     steps: int = 350
     batch_size: int = 48
@@ -301,7 +303,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path | No
         raise ValueError("--ckpt-dir must differ from --out (the output directory is replaced whole at the end)")
     data = load_toy_data(data_dir)
     texts = [t for name in ("train", "ood_train") for r in data[name] for t in demo_text(r)]
-    tokenizer = build_char_tokenizer(texts)
+    tokenizer = build_char_tokenizer(texts, words=TOY_WORDS if cfg.word_tokens else ())
     main_enc = encode_demos(data["train"], tokenizer)
     ood_enc = encode_demos([r for r in data["ood_train"] if r.get("source") == SEQ_SOURCE], tokenizer)
     model = build_model(cfg, tokenizer)

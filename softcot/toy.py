@@ -48,6 +48,7 @@ from softcot.rewards import extract_boxed
 
 TOY_PROMPT_TEMPLATE = TOY_PROMPT
 MARKER = "The final answer is:"
+TOY_WORDS = (MARKER, "\\boxed{")   # whole tokens of the base model's char tokenizer (softcot.chartok)
 ARITH_SOURCE = "toy_arith"
 SEQ_SOURCE = "toy_seq"
 SPLITS = ("train", "val", "test", "test_hard", "ood", "ood_train")

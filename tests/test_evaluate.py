@@ -148,6 +148,43 @@ def test_resume_is_byte_identical(evaluated, tmp_path):
     assert sorted(redone) == [("hard_sample", 0), ("soft_sample", 1), ("soft_sample", 2)]   # the rest skipped
 
 
+def _eval_cmd(ckpt, data, out):
+    import sys
+    return [sys.executable, "-m", "softcot.cli", "evaluate", "--model", str(ckpt), "--data", str(data),
+            "--template", "toy", "--settings", "hard_greedy,hard_sample,soft_sample", "--n", "4",
+            "--max-cot-tokens", "40", "--batch-size", "2", "--shard-size", "1", "--threads", "1", "--out", str(out),
+            "--no-progress", "model.add_special_tokens=false"]
+
+
+def test_kill9_during_evaluation_then_rerun_gives_identical_results(tiny, tmp_path):
+    """A real kill -9 of `softcot evaluate` in the middle of its shards; the same command again resumes from
+    the shards on disk (does not redo them) and ends byte-identical to an uninterrupted run."""
+    import signal
+    import subprocess
+    import time
+    ckpt, data = tiny
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    subprocess.run(_eval_cmd(ckpt, data, ref), check=True, capture_output=True, timeout=600)
+    p = subprocess.Popen(_eval_cmd(ckpt, data, run), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shard_dir = run / "hard_sample" / "shards"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if shard_dir.exists() and len(list(shard_dir.glob("0*.jsonl"))) >= 2:
+            p.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert p.wait(timeout=60) == -signal.SIGKILL, "the evaluation finished before it could be killed"
+    assert not (run / "summary.json").exists()
+    kept = {q: q.stat().st_mtime_ns for q in run.rglob("shards/0*.jsonl")}
+    assert len(kept) >= 2 + len(QUESTIONS)          # hard_greedy done, part of hard_sample
+    subprocess.run(_eval_cmd(ckpt, data, run), check=True, capture_output=True, timeout=600)
+    assert all(q.stat().st_mtime_ns == t for q, t in kept.items()), "finished shards must not be redone"
+    files = sorted(q.relative_to(ref) for q in ref.rglob("*") if q.is_file() and q.name != "eval_log.jsonl")
+    assert files == sorted(q.relative_to(run) for q in run.rglob("*") if q.is_file() and q.name != "eval_log.jsonl")
+    for f in files:
+        assert (ref / f).read_bytes() == (run / f).read_bytes(), f
+
+
 def test_changed_config_refuses_to_mix(evaluated, tmp_path):
     cfg, out, _, (model, tok) = evaluated
     run = tmp_path / "run"
