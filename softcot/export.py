@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from softcot.config import load_yaml
 from softcot import __version__
 from softcot.io import atomic_dir
 
@@ -61,7 +62,7 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
         raise FileNotFoundError(f"{model_dir}: no trained model here; run `softcot train` first")
     if not list(model_dir.glob("*.safetensors")):
         raise FileNotFoundError(f"{model_dir}: no .safetensors weights; softcot exports safetensors only")
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg = load_yaml((run_dir / "config.yaml").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     mode = cfg["mode"]
     from softcot.modes import DEFAULT_TAU

@@ -19,7 +19,7 @@ import copy
 from functools import lru_cache
 from importlib import resources
 
-import yaml
+from softcot.config import load_yaml
 
 TABLES = tuple(f"table{i}" for i in range(1, 9))
 
@@ -27,7 +27,7 @@ TABLES = tuple(f"table{i}" for i in range(1, 9))
 @lru_cache(maxsize=1)
 def _tables() -> dict:
     text = resources.files("softcot").joinpath("paper_tables.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return load_yaml(text)
 
 
 def load_paper_tables() -> dict:

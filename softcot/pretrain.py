@@ -158,11 +158,11 @@ def data_fingerprint(*encs: Encoded) -> str:
 def load_toy_data(data_dir: str | Path) -> dict[str, list[dict]]:
     data_dir = Path(data_dir)
     out = {}
-    for name in ("train", "val", "test", "test_hard", "ood", "ood_train"):
+    for name in ("pretrain", "val", "test", "test_hard", "ood", "ood_train"):
         path = data_dir / f"{name}.jsonl"
         if path.exists():
             out[name] = read_jsonl(path)
-        elif name in ("train", "val"):
+        elif name in ("pretrain", "val"):
             raise FileNotFoundError(f"{path} not found; write the toy data first: softcot toy-data --out {data_dir}")
         else:
             out[name] = []
@@ -302,9 +302,9 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path | No
     if out_dir is not None and Path(out_dir).resolve() == ckpt_dir.resolve():
         raise ValueError("--ckpt-dir must differ from --out (the output directory is replaced whole at the end)")
     data = load_toy_data(data_dir)
-    texts = [t for name in ("train", "ood_train") for r in data[name] for t in demo_text(r)]
+    texts = [t for name in ("pretrain", "ood_train") for r in data[name] for t in demo_text(r)]
     tokenizer = build_char_tokenizer(texts, words=TOY_WORDS if cfg.word_tokens else ())
-    main_enc = encode_demos(data["train"], tokenizer)
+    main_enc = encode_demos(data["pretrain"], tokenizer)
     ood_enc = encode_demos([r for r in data["ood_train"] if r.get("source") == SEQ_SOURCE], tokenizer)
     model = build_model(cfg, tokenizer)
     opt, sched = make_optimizer(model, cfg)

@@ -40,8 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from softcot.config import load_yaml
 from softcot.io import write_jsonl
 from softcot.prompt import TOY_PROMPT, build_prompt
 from softcot.rewards import extract_boxed
@@ -51,7 +50,7 @@ MARKER = "The final answer is:"
 TOY_WORDS = (MARKER, "\\boxed{")   # whole tokens of the base model's char tokenizer (softcot.chartok)
 ARITH_SOURCE = "toy_arith"
 SEQ_SOURCE = "toy_seq"
-SPLITS = ("train", "val", "test", "test_hard", "ood", "ood_train")
+SPLITS = ("pretrain", "train", "val", "test", "test_hard", "ood", "ood_train")
 
 
 def format_prompt(question: str, template: str = TOY_PROMPT_TEMPLATE) -> str:
@@ -75,13 +74,15 @@ def is_correct(completion: str, gold: str) -> bool:
 @dataclass
 class ToyConfig:
     seed: int = 0
-    n_train: int = 20000
+    n_pretrain: int = 20000
+    n_train: int = 4000
     n_val: int = 128
     n_test: int = 256
     n_test_hard: int = 256
     n_ood: int = 100
     n_ood_train: int = 260
-    steps_train: tuple[int, int] = (3, 4)     # inclusive range of the number of operations
+    steps_pretrain: tuple[int, int] = (2, 3)  # the base model's demos (inclusive range of the number of operations)
+    steps_train: tuple[int, int] = (3, 4)     # RL training problems
     steps_test: tuple[int, int] = (3, 4)      # val and test
     steps_hard: tuple[int, int] = (5, 6)      # test_hard
     max_operand: int = 9                      # operands are 1..max_operand, the start value 1..max_operand
@@ -93,11 +94,11 @@ class ToyConfig:
     seq_terms: tuple[int, int] = (2, 5)       # number of terms shown
 
     def validate(self) -> None:
-        for name in ("steps_train", "steps_test", "steps_hard", "seq_terms"):
+        for name in ("steps_pretrain", "steps_train", "steps_test", "steps_hard", "seq_terms"):
             lo, hi = getattr(self, name)
             if not (1 <= lo <= hi):
                 raise ValueError(f"{name}: got {(lo, hi)}; need 1 <= min <= max")
-        for name in ("n_train", "n_val", "n_test", "n_test_hard", "n_ood", "n_ood_train"):
+        for name in ("n_pretrain", "n_train", "n_val", "n_test", "n_test_hard", "n_ood", "n_ood_train"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: got {getattr(self, name)}; need >= 0")
         if not 1 <= self.max_operand <= 9:
@@ -159,14 +160,14 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise ValueError(f"override {item!r}: expected key=value")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        out[k.strip()] = load_yaml(v)
     return out
 
 
 def load_config_file(cls, path: str | Path | None, overrides: list[str] | None = None):
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        loaded = load_yaml(Path(path).read_text(encoding="utf-8"))
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping of {cls.__name__} fields, got {type(loaded).__name__}")
         data.update(loaded or {})
@@ -292,6 +293,7 @@ def make_splits(cfg: ToyConfig = DEFAULT_TOY) -> dict[str, list[dict]]:
     out["test"] = _draw_arith("test", cfg.n_test, cfg.steps_test, cfg, seen)
     out["val"] = _draw_arith("val", cfg.n_val, cfg.steps_test, cfg, seen)
     out["train"] = _draw_arith("train", cfg.n_train, cfg.steps_train, cfg, seen)
+    out["pretrain"] = _draw_arith("pretrain", cfg.n_pretrain, cfg.steps_pretrain, cfg, seen)
     out["ood"], out["ood_train"] = _draw_seq(cfg)
     return {k: out[k] for k in SPLITS}
 
@@ -305,7 +307,7 @@ def write_splits(splits: dict[str, list[dict]], out_dir: str | Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="softcot toy-data", description=(
-        "Write the embedded default's procedural tasks: OUT/{train,val,test,test_hard,ood,ood_train}.jsonl. "
+        "Write the embedded default's procedural tasks: OUT/{pretrain,train,val,test,test_hard,ood,ood_train}.jsonl. "
         f"Config keys (flat YAML mapping): {', '.join(f.name for f in dataclasses.fields(ToyConfig))}."))
     p.add_argument("--config", help="YAML file of ToyConfig fields (defaults: DEFAULT_TOY)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -24,7 +24,7 @@ from softcot import pretrain as pretrain_mod
 from softcot import toy as toy_mod
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = dict(n_train=400, n_val=16, n_test=16, n_test_hard=16, n_ood=20, n_ood_train=60)
+SMALL = dict(n_pretrain=400, n_train=100, n_val=16, n_test=16, n_test_hard=16, n_ood=20, n_ood_train=60)
 TINY = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, batch_size=8, lr=3e-3, warmup=2,
             ckpt_every=3, eval_every=1000, n_eval=4, max_new_tokens=24, threads=1)
 
@@ -47,17 +47,17 @@ def test_splits_deterministic_and_seeded(splits):
     again = make_splits(ToyConfig(seed=0, **SMALL))
     assert again == splits
     other = make_splits(ToyConfig(seed=1, **SMALL))
-    for name in ("train", "test", "ood"):
+    for name in ("pretrain", "train", "test", "ood"):
         assert [r["question"] for r in other[name]] != [r["question"] for r in splits[name]]
     # Evaluation splits do not depend on the size of the training split.
-    bigger = make_splits(ToyConfig(seed=0, **{**SMALL, "n_train": 800}))
+    bigger = make_splits(ToyConfig(seed=0, **{**SMALL, "n_pretrain": 800}))
     for name in ("val", "test", "test_hard", "ood"):
         assert bigger[name] == splits[name]
 
 
 def test_split_sizes_and_no_shared_question(splits):
     assert {k: len(v) for k, v in splits.items()} == {
-        "train": 400, "val": 16, "test": 16, "test_hard": 16, "ood": 20, "ood_train": 60}
+        "pretrain": 400, "train": 100, "val": 16, "test": 16, "test_hard": 16, "ood": 20, "ood_train": 60}
     seen: dict[str, str] = {}
     for name, rows in splits.items():
         for r in rows:
@@ -71,8 +71,9 @@ def test_split_sizes_and_no_shared_question(splits):
 def test_cot_arithmetic_is_correct(splits, style):
     cfg = ToyConfig(**SMALL, cot_style=style)
     data = splits if style == ToyConfig().cot_style else make_splits(cfg)
-    for name in ("train", "val", "test", "test_hard"):
-        lo, hi = {"test_hard": cfg.steps_hard, "train": cfg.steps_train}.get(name, cfg.steps_test)
+    for name in ("pretrain", "train", "val", "test", "test_hard"):
+        lo, hi = {"test_hard": cfg.steps_hard, "train": cfg.steps_train,
+                  "pretrain": cfg.steps_pretrain}.get(name, cfg.steps_test)
         for r in data[name]:
             assert r["source"] == ARITH_SOURCE and lo <= r["n_steps"] <= hi
             assert set(r) == {"id", "question", "answer", "source", "cot", "n_steps"}
@@ -131,9 +132,9 @@ def test_prompt_and_boxed_helpers():
 
 
 def test_toy_cli_writes_files_and_rejects_unknown_keys(data_dir, tmp_path, capsys):
-    for name in ("train", "val", "test", "test_hard", "ood", "ood_train"):
+    for name in ("pretrain", "train", "val", "test", "test_hard", "ood", "ood_train"):
         assert (data_dir / f"{name}.jsonl").exists()
-    assert len(read_jsonl(data_dir / "train.jsonl")) == 400
+    assert len(read_jsonl(data_dir / "pretrain.jsonl")) == 400 and len(read_jsonl(data_dir / "train.jsonl")) == 100
     cfg = tmp_path / "toy.yaml"
     cfg.write_text("seed: 1\nn_trian: 5\n")
     assert toy_mod.main(["--config", str(cfg), "--out", str(tmp_path / "x")]) == 2

@@ -131,6 +131,53 @@ def test_smoke_run_leaves_every_table_figure_and_export(smoke):
     assert "no finetune" in (res / "tables" / "table1.md").read_text()
 
 
+COMPARED = ("tables/*.csv", "tables/*.md", "train/*/seed*/metrics.jsonl", "train/*/seed*/val.jsonl",
+            "train/*/seed*/model/model.safetensors", "export/*/seed*/model.safetensors", "eval/*/*/summary.json",
+            "eval/*/*/*/samples.jsonl", "ood/*.json")
+
+
+def test_kill9_of_whole_run_then_plain_rerun_gives_identical_results(smoke, tmp_path_factory):
+    """kill -9 of snakemake and all its jobs in the middle of RL training, then the same command again: the
+    killed training job resumes from its step checkpoint (kept outside the declared outputs), and every
+    table, metric, sample file and weight file is byte-identical to the uninterrupted smoke run."""
+    import os
+    import signal
+    import time
+    work = tmp_path_factory.mktemp("wf_kill")
+    for name in ("Snakefile", "config.yaml", "workflow", "config", "profiles", "envs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    cmd = ["snakemake", "--cores", "2", "--configfile", "config/ci.yaml"]
+    p = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    ckpts = work / "checkpoints" / "ci" / "train"
+    deadline = time.time() + 900
+    killed = False
+    while time.time() < deadline and p.poll() is None:
+        if any(ckpts.glob("*/seed0/step_000002")):
+            os.killpg(p.pid, signal.SIGKILL)            # the whole run: snakemake and every job it started
+            killed = True
+            break
+        time.sleep(0.02)
+    p.wait(timeout=60)
+    assert killed, "the run ended before training checkpointed"
+    partial = [d for d in ckpts.glob("*/seed0") if not (work / "results/ci/train" / d.parent.name / "seed0").exists()]
+    assert partial, "no training job was cut short"
+    rc, out = smk("--cores", "2", "--configfile", "config/ci.yaml", cwd=work, timeout=1500)
+    assert rc == 0, out[-5000:]
+    logs = "".join(f.read_text() for f in (work / "logs" / "ci" / "train").rglob("seed0.log"))
+    assert "resumed from" in logs, "the rerun must resume the killed training job from its checkpoint"
+    ref, got = smoke / "results" / "ci", work / "results" / "ci"
+    n = 0
+    for pattern in COMPARED:
+        a = sorted(q.relative_to(ref) for q in ref.glob(pattern))
+        assert a == sorted(q.relative_to(got) for q in got.glob(pattern)), pattern
+        for f in a:
+            assert (ref / f).read_bytes() == (got / f).read_bytes(), f
+            n += 1
+    assert n > 30
+
+
 def test_second_run_does_nothing(smoke):
     rc, out = smk("-n", "--cores", "2", "--configfile", "config/ci.yaml", cwd=smoke)
     assert rc == 0 and "Nothing to be done" in out, out[-2000:]

@@ -5,7 +5,7 @@
 
 rule pretrain_base:
     input:
-        expand(f"{RES}/data/{{split}}.jsonl", split=["train", "val", "test", "test_hard", "ood", "ood_train"]),
+        expand(f"{RES}/data/{{split}}.jsonl", split=TOY_SPLITS),
     output:
         model=directory(f"{RES}/base"),
         cfg=f"{RES}/configs/pretrain.yaml",

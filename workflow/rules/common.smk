@@ -21,6 +21,7 @@ RES = f"results/{EXP}"
 CKPT = f"checkpoints/{EXP}"
 LOGS = f"logs/{EXP}"
 BENCH = f"benchmarks/{EXP}"
+TOY_SPLITS = ["pretrain", "train", "val", "test", "test_hard", "ood", "ood_train"]   # softcot.toy.SPLITS
 MODES = config["train"]["modes"]
 SEEDS = config["train"]["seeds"]
 SETTINGS = config["eval"]["settings"]

@@ -4,9 +4,9 @@
 if is_toy():
 
     rule toy_data:
-        """Seeded arithmetic-chain tasks (train/val/test/test_hard) and a multiple-choice OOD family."""
+        """Seeded arithmetic-chain tasks (base-model demos, RL train/val/test/test_hard) and a multiple-choice OOD family."""
         output:
-            expand(f"{RES}/data/{{split}}.jsonl", split=["train", "val", "test", "test_hard", "ood", "ood_train"]),
+            expand(f"{RES}/data/{{split}}.jsonl", split=TOY_SPLITS),
             cfg=f"{RES}/data/toy_config.yaml",
         params:
             toy=lambda wc: section("data", "toy"),
