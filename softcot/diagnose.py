@@ -10,6 +10,14 @@ give gradient estimates g_1..g_n of the same expected gradient, at fixed paramet
   grad_norm  mean |g|
 each for the whole loss and for each term alone (CoT log-density / log-prob, answer log-prob), plus a null
 control: the same with advantages shuffled within the batch (no signal, same noise).
+
+With `--diversity N` it also measures where the sampled diversity comes from: N samples per prompt for each
+of `--diversity-prompts` prompts, in three conditions per mode, each scored with the unbiased pass@k:
+  cot_noise        the mode's sampled CoT (hard: tokens drawn at tau; soft/fuzzy: Gaussian noise), greedy answer
+                   (the paper's *_sample inference setting)
+  answer_sampling  the greedy CoT (hard argmax; soft/fuzzy sigma = 0), answer tokens sampled at T = 1
+  both             sampled CoT and answers sampled at T = 1 (the training rollouts)
+reporting pass@1, pass@N, distinct final answers and distinct CoT texts (greedy shadows) per prompt.
 """
 from __future__ import annotations
 
@@ -23,8 +31,9 @@ from softcot.io import write_json
 from softcot.loss import Scorer, rloo_advantages
 from softcot.modeling import ModelConfig, load_model
 from softcot.modes import CoTMode
+from softcot.passk import pass_at_k
 from softcot.prompt import build_prompt
-from softcot.rewards import load_reward
+from softcot.rewards import CORRECT, load_reward
 from softcot.rollout import RolloutConfig, rollout
 from softcot.trainer import _columns, load_records
 
@@ -75,6 +84,43 @@ def gradient_estimates(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, 
     return res
 
 
+DIVERSITY_CONDITIONS = {            # name: (sampled CoT, answer temperature)
+    "cot_noise": (True, 0.0),
+    "answer_sampling": (False, 1.0),
+    "both": (True, 1.0),
+}
+
+
+@torch.no_grad()
+def diversity_sources(model, tok, records, kind: str, rcfg: RolloutConfig, template: str, n: int, prompts: int,
+                      seed: int, reward_fn, gamma: float = 0.33) -> dict:
+    """pass@1, pass@n and distinct answers / CoTs per prompt, for each condition of DIVERSITY_CONDITIONS."""
+    import dataclasses
+    recs = records[:prompts]
+    out = {}
+    for name, (sample_cot, answer_t) in DIVERSITY_CONDITIONS.items():
+        g = torch.Generator().manual_seed(seed)
+        mode = CoTMode(kind, gamma=gamma, greedy=not sample_cot)
+        cfg = dataclasses.replace(rcfg, answer_temperature=answer_t)
+        rows = [r for r in recs for _ in range(n)]
+        texts = [build_prompt(r["question"], template) for r in rows]
+        model.eval()
+        ro = rollout(model, tok, texts, mode, cfg, generator=g)
+        rewards = reward_fn(texts, ro.completions, **_columns(rows))
+        p1, pn, answers, cots = [], [], [], []
+        for i in range(len(recs)):
+            sl = slice(i * n, (i + 1) * n)
+            c = sum(1 for r in rewards[sl] if r == CORRECT)
+            p1.append(pass_at_k(n, c, 1))
+            pn.append(pass_at_k(n, c, n))
+            answers.append(len(set(ro.answer_text[sl])))
+            cots.append(len(set(ro.cot_text[sl])))
+        m = len(recs)
+        out[name] = {"pass1": sum(p1) / m, f"pass@{n}": sum(pn) / m, "distinct_answers": sum(answers) / m,
+                     "distinct_cots": sum(cots) / m}
+    return out
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="softcot diagnose", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,6 +137,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--reward", default="softcot.rewards:math_reward")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--diversity", type=int, default=0, metavar="N",
+                    help="also measure the sources of diversity with N samples per prompt (0 = skip)")
+    ap.add_argument("--diversity-prompts", type=int, default=64)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     if args.threads:
@@ -108,5 +157,10 @@ def main(argv: list[str]) -> int:
         print(f"{kind:6s} snr {r['total']['snr']:.4f} (null {r['null']['snr']:.4f})  "
               f"cot {r['cot']['snr']:.4f} |g| {r['cot']['grad_norm']:.3g}  "
               f"answer {r['answer']['snr']:.4f} |g| {r['answer']['grad_norm']:.3g}  reward {r['reward_mean']:.1f}")
+        if args.diversity:
+            r["diversity"] = diversity_sources(model, tok, records, kind, rcfg, args.template, args.diversity,
+                                               args.diversity_prompts, args.seed, reward_fn, args.gamma)
+            for name, d in r["diversity"].items():
+                print(f"       {name:16s} " + "  ".join(f"{k} {v:.3f}" for k, v in d.items()))
     write_json(args.out, result)
     return 0

@@ -1,7 +1,8 @@
 # The soft/fuzzy learning study (issue 7): does RL with soft and fuzzy CoTs learn at laptop scale, and
 # if not, why? `snakemake study --cores all` runs, on the embedded default's base:
 #   * the estimator diagnostics (softcot diagnose): gradient signal-to-noise per mode and per loss term,
-#     against a shuffled-advantage null control;
+#     against a shuffled-advantage null control, and where the sampled diversity comes from (CoT noise or
+#     answer sampling);
 #   * null-control training runs (<mode>-null: advantages shuffled, same noise, no signal) beside the
 #     grid's runs, with the same seeds;
 # and writes results/<experiment>/study/study.md (greedy pass@1 per mode vs its null control, SNR table).
@@ -31,6 +32,7 @@ rule diagnose_snr:
         "softcot diagnose --model {params.model:q} --data {input.data:q} --modes hard soft fuzzy --batches 20 "
         "--prompts {params.B:q} --group {params.G:q} --max-cot-tokens {params.cot:q} "
         "--max-answer-tokens {params.ans:q} --template {params.template:q} --threads {threads} "
+        "--diversity 8 --diversity-prompts 64 "
         "--out {output:q} > {log:q} 2>&1"
 
 
