@@ -113,6 +113,20 @@ def snr_table(path: str) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def diversity_table(path: str) -> tuple[list[str], list[list[str]]]:
+    """Where sampled diversity comes from (softcot diagnose --diversity): one row per mode and condition."""
+    import json
+    d = json.load(open(path))
+    header = ["mode", "condition", "pass@1", "pass@n", "distinct answers", "distinct CoTs"]
+    rows = []
+    for mode, r in d["modes"].items():
+        for cond, v in r.get("diversity", {}).items():
+            pn = next(val for key, val in v.items() if key.startswith("pass@"))
+            rows.append([mode, cond, f"{100 * v['pass1']:.1f}", f"{100 * pn:.1f}", f"{v['distinct_answers']:.2f}",
+                         f"{v['distinct_cots']:.2f}"])
+    return header, rows
+
+
 def to_markdown(title: str, header: list[str], rows: list[list[str]], notes: list[str] = ()) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -183,6 +197,13 @@ def build(which: str, inputs: list[str], test_sets: list[str], preset: str | Non
                 "snr = |mean g|^2 / mean |g|^2 over independent batches; the null row shuffles advantages "
                 "(its snr is the noise floor, about 1/batches)."]))
             cs.append(to_csv(h2, r2, section="snr"))
+            h3, r3 = diversity_table(p)
+            if r3:
+                md.append(to_markdown("Sources of sampled diversity on the base model (softcot diagnose --diversity)",
+                                      h3, r3, ["cot_noise: sampled CoT (soft/fuzzy: Gaussian noise), greedy answer; "
+                                               "answer_sampling: greedy CoT, answer at T = 1; both: both sampled. "
+                                               "Per prompt: n samples; distinct counts are means per prompt."]))
+                cs.append(to_csv(h3, r3, section="diversity"))
     elif which in ("table6", "table8"):
         ev = load_eval(inputs)
         h, r = nine(ev, test_sets[0], methods or methods_present(ev))

@@ -62,3 +62,8 @@ def test_cli_writes_snr_and_diversity(tmp_path, capsys):
             assert 0 < r[term]["snr"] <= 1 and r[term]["grad_norm"] > 0
         assert set(r["diversity"]) == {"cot_noise", "answer_sampling", "both"}
     assert "snr" in capsys.readouterr().out
+    from softcot.tables import diversity_table, snr_table
+    assert [r[0] for r in snr_table(str(out))[1]] == ["hard", "soft"]
+    rows = diversity_table(str(out))[1]
+    assert [(r[0], r[1]) for r in rows] == [(m, c) for m in ("hard", "soft")
+                                            for c in ("cot_noise", "answer_sampling", "both")]
