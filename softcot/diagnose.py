@@ -6,6 +6,8 @@
 For each mode, `--batches` independent batches (B prompts x G rollouts, RLOO advantages, the paper's loss)
 give gradient estimates g_1..g_n of the same expected gradient, at fixed parameters. Reported:
   snr        |mean g|^2 / mean |g|^2      (1 = noiseless; about 1/n for pure noise, so compare with snr_null)
+  snr_unbiased  (|mean g|^2 - tr(Cov)/n) / mean |g|^2, an unbiased numerator: about 0 for pure noise, so it
+             compares across different n (the issue-7 prototype's "|E g|^2 / E|g|^2" reads as this one)
   cos        mean cosine between the estimates of independent batch pairs
   grad_norm  mean |g|
 each for the whole loss and for each term alone (CoT log-density / log-prob, answer log-prob), plus a null
@@ -45,12 +47,19 @@ def _flat_grad(model) -> torch.Tensor:
 
 def _stats(gs: list[torch.Tensor]) -> dict:
     G = torch.stack(gs)                                  # (n, P)
+    n = G.shape[0]
     mean = G.mean(0)
-    snr = float(mean.pow(2).sum() / G.pow(2).sum(1).mean())
+    second = G.pow(2).sum(1).mean()
+    snr = float(mean.pow(2).sum() / second)
+    # |mean g|^2 over-estimates |E g|^2 by tr(Cov)/n; subtracting the sample estimate of that term gives an
+    # unbiased numerator, so pure noise scores about 0 instead of about 1/n (comparable across n).
+    var = (G - mean).pow(2).sum(1).sum() / max(1, n - 1)
+    snr_unbiased = float((mean.pow(2).sum() - var / n) / second)
     cos = []
     for i in range(0, len(gs) - 1, 2):
         cos.append(float(torch.nn.functional.cosine_similarity(G[i], G[i + 1], dim=0)))
-    return {"snr": snr, "cos": sum(cos) / max(1, len(cos)), "grad_norm": float(G.norm(dim=1).mean())}
+    return {"snr": snr, "snr_unbiased": snr_unbiased, "cos": sum(cos) / max(1, len(cos)),
+            "grad_norm": float(G.norm(dim=1).mean())}
 
 
 def gradient_estimates(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, template: str, prompts: int,
@@ -154,7 +163,8 @@ def main(argv: list[str]) -> int:
         r = gradient_estimates(model, tok, records, mode, rcfg, args.template, args.prompts, args.group,
                                args.batches, args.seed, reward_fn)
         result["modes"][kind] = r
-        print(f"{kind:6s} snr {r['total']['snr']:.4f} (null {r['null']['snr']:.4f})  "
+        print(f"{kind:6s} snr {r['total']['snr']:.4f} (null {r['null']['snr']:.4f}; unbiased "
+              f"{r['total']['snr_unbiased']:.4f}, null {r['null']['snr_unbiased']:.4f})  "
               f"cot {r['cot']['snr']:.4f} |g| {r['cot']['grad_norm']:.3g}  "
               f"answer {r['answer']['snr']:.4f} |g| {r['answer']['grad_norm']:.3g}  reward {r['reward_mean']:.1f}")
         if args.diversity:

@@ -103,11 +103,12 @@ def table2(ood: dict) -> tuple[list[str], list[list[str]]]:
 def snr_table(path: str) -> tuple[list[str], list[list[str]]]:
     import json
     d = json.load(open(path))
-    header = ["mode", "snr (loss)", "snr null", "snr CoT term", "snr answer term", "|g| CoT term",
-              "|g| answer term", "cos (pairs)", "reward"]
+    header = ["mode", "snr (loss)", "snr null", "unbiased snr", "unbiased null", "snr CoT term",
+              "snr answer term", "|g| CoT term", "|g| answer term", "cos (pairs)", "reward"]
     rows = []
     for mode, r in d["modes"].items():
-        rows.append([mode, f"{r['total']['snr']:.4f}", f"{r['null']['snr']:.4f}", f"{r['cot']['snr']:.4f}",
+        rows.append([mode, f"{r['total']['snr']:.4f}", f"{r['null']['snr']:.4f}",
+                     f"{r['total']['snr_unbiased']:.4f}", f"{r['null']['snr_unbiased']:.4f}", f"{r['cot']['snr']:.4f}",
                      f"{r['answer']['snr']:.4f}", f"{r['cot']['grad_norm']:.3g}", f"{r['answer']['grad_norm']:.3g}",
                      f"{r['total']['cos']:.3f}", f"{r['reward_mean']:.1f}"])
     return header, rows

@@ -24,10 +24,14 @@ def test_snr_statistics_against_closed_forms():
     noise = [torch.randn(20000) for _ in range(10)]     # pure noise: snr ~ 1/n, cosine ~ 0
     s = _stats(noise)
     assert s["snr"] == pytest.approx(0.1, rel=0.05) and abs(s["cos"]) < 0.05
+    assert abs(s["snr_unbiased"]) < 0.01
     # |E g|^2 / E|g|^2 with signal m and noise of variance v per coordinate: (m^2) / (m^2 + v), n -> large
     m = torch.full((20000,), 1.0)
     s = _stats([m + torch.randn(20000) for _ in range(200)])
     assert s["snr"] == pytest.approx(0.5 + 0.5 / 200, rel=0.03)
+    assert s["snr_unbiased"] == pytest.approx(0.5, rel=0.03)
+    s = _stats([m + torch.randn(20000) for _ in range(5)])     # few batches: the unbiased form stays ~0.5
+    assert s["snr_unbiased"] == pytest.approx(0.5, abs=0.05) and s["snr"] > 0.55
 
 
 @pytest.mark.parametrize("kind", ["hard", "soft", "fuzzy"])
