@@ -286,12 +286,13 @@ def rollout(model, tokenizer, prompts: list[str], mode: CoTMode, cfg: RolloutCon
     cot_ids: list[list[int]] = [[] for _ in range(B)]
     cot_inputs, entropies = [], []
     pad_emb = E[pad_id]
+    E_mix = E.float() if mode.continuous else None      # one fp32 copy per rollout (a no-op for fp32 weights)
     for t in range(cfg.max_cot_tokens):
         if cfg.record_entropy:
             ent = _entropy(logits)
             entropies.append(torch.where(active_t, ent, torch.full_like(ent, float("nan"))))
         if mode.continuous:
-            h = mix(logits, E, tau)
+            h = mix(logits, E_mix, tau)
             if sigma > 0:
                 h = h + sigma * torch.randn(h.shape, generator=generator, device=device, dtype=h.dtype)
             shadow = logits.argmax(-1)

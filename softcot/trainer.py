@@ -313,8 +313,16 @@ def train(cfg: TrainConfig, overrides_text: str = "", reward_fn=None) -> dict:
     from tqdm import tqdm
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train {cfg.mode.kind}",
                disable=not acc.is_main_process, dynamic_ncols=True)
+    cuda = acc.device.type == "cuda"
+
+    def clock() -> float:
+        """Wall time after the device has finished its queued work, so each phase is timed whole on a GPU."""
+        if cuda:
+            torch.cuda.synchronize(acc.device)
+        return time.perf_counter()
+
     for step in bar:
-        t0 = time.perf_counter()
+        t0 = clock()
         idx = sampler.take(cfg.prompts_per_step)
         recs = [train_recs[i] for i in idx]
         lo = rank * local_n
@@ -328,7 +336,7 @@ def train(cfg: TrainConfig, overrides_text: str = "", reward_fn=None) -> dict:
                 rollouts.append(rollout(model, tok, prompts[s:s + cfg.rollout_batch], cfg.mode, cfg.rollout,
                                         generator=gen, add_special_tokens=add_special))
         model.train()
-        t1 = time.perf_counter()
+        t1 = clock()
         completions = [c for ro in rollouts for c in ro.completions]
         cols = _columns([recs[i] for i in my])
         rewards = reward_fn(prompts, completions, **cols)
@@ -337,7 +345,7 @@ def train(cfg: TrainConfig, overrides_text: str = "", reward_fn=None) -> dict:
         if cfg.shuffle_advantages:
             adv_all = adv_all[torch.randperm(len(adv_all), generator=torch.Generator().manual_seed(cfg.seed + step))]
         adv = adv_all[lo:lo + local_n]
-        t2 = time.perf_counter()
+        t2 = clock()
         # ---- teacher-forced rescoring and backward, in micro-batches
         diag = {}
         if cfg.diagnostics_every and step % cfg.diagnostics_every == 0:
@@ -354,18 +362,18 @@ def train(cfg: TrainConfig, overrides_text: str = "", reward_fn=None) -> dict:
             sync = ci == len(chunks) - 1
             ctx = acc.no_sync(scorer) if not sync and world > 1 else _null()
             with ctx:
-                ta = time.perf_counter()
+                ta = clock()
                 with acc.autocast():
                     terms = scorer(sub)
                     loss = policy_loss(terms, a, total, cfg.cot_loss_weight) * world
-                tb = time.perf_counter()
+                tb = clock()
                 acc.backward(loss)
-                t_bwd += time.perf_counter() - tb
+                t_bwd += clock() - tb
                 t_fwd += tb - ta
             stats["cot"] += float(terms["cot"].detach().sum())
             stats["answer"] += float(terms["answer"].detach().sum())
             stats["loss"] += float(loss.detach()) / world
-        t3 = time.perf_counter()
+        t3 = clock()
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else float("inf")
         grad_norm = float(acc.clip_grad_norm_(scorer.parameters(), max_norm))
         finite = math.isfinite(grad_norm) and math.isfinite(stats["loss"])
@@ -377,7 +385,7 @@ def train(cfg: TrainConfig, overrides_text: str = "", reward_fn=None) -> dict:
             nonfinite_total += 1
         opt.zero_grad(set_to_none=True)
         sched.step()
-        t4 = time.perf_counter()
+        t4 = clock()
         # ---- logging (deterministic values in metrics.jsonl, seconds in timing.jsonl)
         cot_len = torch.cat([ro.cot_len.float().cpu() for ro in rollouts])
         ans_len = torch.cat([ro.answer_len.float().cpu() for ro in rollouts])
