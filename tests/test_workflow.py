@@ -137,9 +137,10 @@ COMPARED = ("tables/*.csv", "tables/*.md", "train/*/seed*/metrics.jsonl", "train
 
 
 def test_kill9_of_whole_run_then_plain_rerun_gives_identical_results(smoke, tmp_path_factory):
-    """kill -9 of snakemake and all its jobs in the middle of RL training, then the same command again: the
-    killed training job resumes from its step checkpoint (kept outside the declared outputs), and every
-    table, metric, sample file and weight file is byte-identical to the uninterrupted smoke run."""
+    """kill -9 of snakemake and all its jobs in the middle of RL training (a node failure), then
+    `snakemake --unlock` (Snakemake's own guard: a killed run leaves its lock behind) and the same command
+    again: the killed training job resumes from its step checkpoint (kept outside the declared outputs), and
+    every table, metric, sample file and weight file is byte-identical to the uninterrupted smoke run."""
     import os
     import signal
     import time
@@ -154,7 +155,7 @@ def test_kill9_of_whole_run_then_plain_rerun_gives_identical_results(smoke, tmp_
     deadline = time.time() + 900
     killed = False
     while time.time() < deadline and p.poll() is None:
-        if any(ckpts.glob("*/seed0/step_000002")):
+        if any(ckpts.glob("*/seed0/step_00000[1-5]")):
             os.killpg(p.pid, signal.SIGKILL)            # the whole run: snakemake and every job it started
             killed = True
             break
@@ -163,6 +164,10 @@ def test_kill9_of_whole_run_then_plain_rerun_gives_identical_results(smoke, tmp_
     assert killed, "the run ended before training checkpointed"
     partial = [d for d in ckpts.glob("*/seed0") if not (work / "results/ci/train" / d.parent.name / "seed0").exists()]
     assert partial, "no training job was cut short"
+    rc, out = smk("--cores", "2", "--configfile", "config/ci.yaml", cwd=work, timeout=600)
+    assert rc != 0 and "--unlock" in out, "a killed run's lock is expected to stop a plain rerun"
+    rc, out = smk("--unlock", "--cores", "2", "--configfile", "config/ci.yaml", cwd=work)
+    assert rc == 0, out[-3000:]
     rc, out = smk("--cores", "2", "--configfile", "config/ci.yaml", cwd=work, timeout=1500)
     assert rc == 0, out[-5000:]
     logs = "".join(f.read_text() for f in (work / "logs" / "ci" / "train").rglob("seed0.log"))
@@ -176,6 +181,38 @@ def test_kill9_of_whole_run_then_plain_rerun_gives_identical_results(smoke, tmp_
             assert (ref / f).read_bytes() == (got / f).read_bytes(), f
             n += 1
     assert n > 30
+
+
+def test_killed_training_job_is_retried_and_resumes(smoke, tmp_path_factory):
+    """kill -9 of one training job (an OOM kill, a lost worker) while Snakemake runs on: its retry resumes
+    the job from the step checkpoint, and the run ends with the uninterrupted smoke run's weights."""
+    import os
+    import signal
+    import time
+    work = tmp_path_factory.mktemp("wf_job_kill")
+    for name in ("Snakefile", "config.yaml", "workflow", "config", "profiles", "envs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    p = subprocess.Popen(["snakemake", "results/ci/train/hard/seed0", "--cores", "2", "--configfile",
+                          "config/ci.yaml"], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ck = work / "checkpoints" / "ci" / "train" / "hard" / "seed0"
+    deadline, killed = time.time() + 900, False
+    while time.time() < deadline and p.poll() is None:
+        if any(ck.glob("step_00000[1-5]")):          # mid-run: checkpointed, not finished
+            out = subprocess.run(["pgrep", "-f", f"output_dir=results/ci/train/hard/seed0"], capture_output=True,
+                                 text=True).stdout.split()
+            if out:
+                for pid in out:
+                    os.kill(int(pid), signal.SIGKILL)
+                killed = True
+                break
+        time.sleep(0.02)
+    log, _ = p.communicate(timeout=900)
+    assert killed, "the training job ended before it could be killed"
+    assert p.returncode == 0, log[-3000:]
+    assert "resumed from" in (work / "logs" / "ci" / "train" / "hard" / "seed0.log").read_text()
+    a = (smoke / "results/ci/train/hard/seed0/model/model.safetensors").read_bytes()
+    assert a == (work / "results/ci/train/hard/seed0/model/model.safetensors").read_bytes()
 
 
 def test_second_run_does_nothing(smoke):
