@@ -136,7 +136,7 @@ COMPARED = ("tables/*.csv", "tables/*.md", "train/*/seed*/metrics.jsonl", "train
             "eval/*/*/*/samples.jsonl", "ood/*.json")
 
 
-def test_kill9_of_whole_run_then_plain_rerun_gives_identical_results(smoke, tmp_path_factory):
+def test_kill9_of_whole_run_then_unlock_and_rerun_gives_identical_results(smoke, tmp_path_factory):
     """kill -9 of snakemake and all its jobs in the middle of RL training (a node failure), then
     `snakemake --unlock` (Snakemake's own guard: a killed run leaves its lock behind) and the same command
     again: the killed training job resumes from its step checkpoint (kept outside the declared outputs), and
