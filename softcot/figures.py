@@ -62,12 +62,13 @@ def fig_training(plt, style, train: dict, variants: list[str], title_suffix: str
         rew = [list(zip([m["step"] for m in r["metrics"]], _smooth([m["reward_mean"] for m in r["metrics"]],
                                                                      style["smooth"]))) for r in runs]
         s, m, lo, hi = _band(rew)
-        axes[0].plot(s, m, label=f"{v} ({len(runs)} seeds)", color=_color(v))
+        ls = "--" if v.endswith("-null") else (":" if "-lever" in v else "-")
+        axes[0].plot(s, m, label=f"{v} ({len(runs)} seeds)", color=_color(v), linestyle=ls)
         axes[0].fill_between(s, lo, hi, alpha=0.2, color=_color(v))
         val = [[(x["step"], 100 * x["greedy_pass1"]) for x in r["val"]] for r in runs if r["val"]]
         if val:
             s, m, lo, hi = _band(val)
-            axes[1].plot(s, m, marker="o", ms=3, label=v, color=_color(v))
+            axes[1].plot(s, m, marker="o", ms=3, label=v, color=_color(v), linestyle=ls)
             axes[1].fill_between(s, lo, hi, alpha=0.2, color=_color(v))
     axes[0].set(xlabel="step", ylabel="mean training reward (smoothed)", title="training reward" + title_suffix)
     axes[1].set(xlabel="step", ylabel="greedy pass@1 (%)", title="greedy validation" + title_suffix)
@@ -125,12 +126,15 @@ def build(which: str, inputs: list[str], out: str, test_sets: list[str], style: 
     elif which == "fig5":
         train = load_training(inputs)
         fig = fig_training(plt, style, train, sorted(train), " (ablations)")
+    elif which == "study":
+        train = load_training(inputs)
+        fig = fig_training(plt, style, train, sorted(train), " (vs null, levers)")
     elif which == "fig3":
         fig = fig3(plt, style, load_eval(inputs), test_sets)
     elif which == "fig4":
         fig = fig4(plt, style, load_eval(inputs), test_sets)
     else:
-        raise ValueError(f"unknown figure {which!r}; allowed: fig2, fig3, fig4, fig5")
+        raise ValueError(f"unknown figure {which!r}; allowed: fig2, fig3, fig4, fig5, study")
     for ext in ("png", "pdf"):
         with atomic_path(f"{out}.{ext}") as tmp:
             fig.savefig(tmp, format=ext, dpi=style["dpi"], metadata={"CreationDate": None} if ext == "pdf" else {"Software": None})
@@ -140,7 +144,7 @@ def build(which: str, inputs: list[str], out: str, test_sets: list[str], style: 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="softcot figures", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", choices=["fig2", "fig3", "fig4", "fig5"])
+    ap.add_argument("which", choices=["fig2", "fig3", "fig4", "fig5", "study"])
     ap.add_argument("--inputs", nargs="+", required=True)
     ap.add_argument("--test-sets", nargs="+", default=["test"])
     ap.add_argument("--style", default="{}", help="JSON object of style settings")

@@ -45,6 +45,11 @@ def check_config(config: dict) -> None:
         from_dict(TrainConfig, settings)
     except ConfigError as e:
         _fail("train.settings.", e)
+    for name, lever in config.get("study", {}).get("levers", {}).items():
+        try:
+            from_dict(TrainConfig, _merge(copy.deepcopy(settings), lever))
+        except ConfigError as e:
+            _fail(f"study.levers.{name}.", e)
     ev = copy.deepcopy(config["eval"])
     ev["model"] = {**model, **ev.get("model", {})}
     ev["data"] = placeholder_file
@@ -58,6 +63,13 @@ def check_config(config: dict) -> None:
     for name in config["data"]["test_sets"] + config["data"]["ood_sets"]:
         if not toy and name not in config["data"].get("sets", {}):
             raise WorkflowConfigError(f"config key data.test_sets/ood_sets: {name!r} is not defined under data.sets")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Nested update: the lever's training overrides on top of train.settings."""
+    for k, v in over.items():
+        base[k] = _merge(base.get(k, {}) if isinstance(base.get(k), dict) else {}, v) if isinstance(v, dict) else v
+    return base
 
 
 def _toy_style(cls, data):

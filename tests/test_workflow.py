@@ -36,6 +36,21 @@ def test_dry_run_per_target(target):
         assert jobs.get(target) == 1 or "Nothing to be done" in out
 
 
+def test_study_plans_null_controls_and_levers(tmp_path):
+    extra = tmp_path / "levers.yaml"
+    extra.write_text("study:\n  modes: [soft]\n  seeds: [0, 1]\n  levers:\n    G16: {group_size: 16}\n"
+                     "    slow: {optim: {lr: 1.0e-5}, steps: 120}\n")
+    rc, out = smk("study", "-n", "-p", "--forceall", "--nolock", "--cores", "2", "--configfile", str(extra))
+    assert rc == 0, out[-3000:]
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    runs = len(cfg["train"]["modes"]) * len(cfg["train"]["seeds"])
+    levers = set(cfg.get("study", {}).get("levers", {})) | {"G16", "slow"}   # Snakemake merges the two configs
+    jobs = planned(out)
+    assert jobs["train"] == 2 * runs + len(levers) * 2 and jobs["study_curves"] == 1 and jobs["diagnose_snr"] == 1
+    assert "output_dir=results/toy/train/soft-leverslow/seed1" in out
+    assert "optim.lr=1e-05 steps=120 seed=1" in out and "mode.kind=soft group_size=16 seed=0" in out
+
+
 def test_default_grid_plans_every_mode_and_seed():
     rc, out = smk("-n", "--forceall", "--nolock", "--cores", "2")
     assert rc == 0, out[-3000:]
@@ -90,6 +105,7 @@ BAD_CONFIGS = [
     ("data:\n  source: benchmarks\n  sets:\n    train: {benchmark: gsm8k, path: /no/such/dir}\n    val: {benchmark: gsm8k}\n",
      "data.sets.train.path"),
     ("pretrain:\n  hidden_sizee: 3\n", "hidden_sizee"),
+    ("study:\n  levers:\n    fast: {optim: {lr: -1}}\n", "study.levers.fast.optim.lr"),
 ]
 
 

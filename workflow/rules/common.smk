@@ -31,9 +31,9 @@ ENV = "../../envs/softcot.yaml"
 
 
 wildcard_constraints:
-    variant=r"(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+|-null)?",
+    variant=r"(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+|-null|-lever[A-Za-z0-9]+)?",
     seed=r"\d+",
-    model=r"base|(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+|-null)?_seed\d+",
+    model=r"base|(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+|-null|-lever[A-Za-z0-9]+)?_seed\d+",
     dataset=r"[A-Za-z0-9_]+",
 
 
@@ -60,7 +60,8 @@ def base_inputs(wildcards=None):
 
 def variant_overrides(variant):
     """'fuzzy' -> mode.kind=fuzzy; 'fuzzy-gamma1.0' -> also mode.gamma=1.0; 'soft-tau0.1' -> mode.tau=0.1;
-    'soft-null' -> the null control (advantages shuffled within each step: same noise, no signal)."""
+    'soft-null' -> the null control (advantages shuffled within each step: same noise, no signal);
+    'soft-leverB16' -> the training overrides of config study.levers.B16 (a flat or nested mapping)."""
     kind, _, rest = variant.partition("-")
     out = [f"mode.kind={kind}"]
     if rest == "null":
@@ -69,7 +70,20 @@ def variant_overrides(variant):
         out.append(f"mode.gamma={rest[5:]}")
     elif rest.startswith("tau"):
         out.append(f"mode.tau={rest[3:]}")
+    elif rest.startswith("lever"):
+        out += [shlex.quote(f"{k}={json.dumps(v)}") for k, v in flatten(config["study"]["levers"][rest[5:]])]
     return out
+
+
+def flatten(d, prefix=""):
+    """{'optim': {'lr': 1e-5}} -> [('optim.lr', 1e-5)]"""
+    items = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            items += flatten(v, f"{prefix}{k}.")
+        else:
+            items.append((f"{prefix}{k}", v))
+    return items
 
 
 def model_path(model):

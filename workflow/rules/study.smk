@@ -5,7 +5,22 @@
 #     answer sampling);
 #   * null-control training runs (<mode>-null: advantages shuffled, same noise, no signal) beside the
 #     grid's runs, with the same seeds;
-# and writes results/<experiment>/study/study.md (greedy pass@1 per mode vs its null control, SNR table).
+#   * the levers of config `study.levers` (each a set of training overrides, e.g. more rollouts per step or a
+#     lower learning rate) for `study.modes` x `study.seeds` (variants <mode>-lever<name>);
+# and writes results/<experiment>/study/study.md (greedy pass@1 per mode vs its null control and levers, SNR
+# and diversity tables) and study_curves.png/pdf (training and validation curves of all of them).
+
+
+def study_variants():
+    nulls = [f"{m}-null" for m in MODES]
+    levers = [f"{m}-lever{name}" for name in config["study"]["levers"] for m in config["study"]["modes"]]
+    return nulls, levers
+
+
+def study_models():
+    nulls, levers = study_variants()
+    return ([f"{v}_seed{s}" for v in nulls for s in SEEDS]
+            + [f"{v}_seed{s}" for v in levers for s in config["study"]["seeds"]])
 
 
 rule diagnose_snr:
@@ -39,8 +54,9 @@ rule diagnose_snr:
 rule study:
     """Issue 7's study table: every mode beside its null control, and the gradient SNR diagnostics."""
     input:
-        evals=eval_inputs(grid_models() + [f"{m}-null_seed{s}" for m in MODES for s in SEEDS], TEST_SETS[:1]),
+        evals=eval_inputs(grid_models() + study_models(), TEST_SETS[:1]),
         snr=f"{RES}/study/snr.json",
+        curves=f"{RES}/study/study_curves.png",
     output:
         md=report(f"{RES}/study/study.md", caption="../report/study.rst", category="Study"),
         csv=f"{RES}/study/study.csv",
@@ -54,3 +70,23 @@ rule study:
     localrule: True
     shell:
         "softcot tables study --inputs {input.evals:q} {input.snr:q} {params.args} --out {params.out:q} > {log:q} 2>&1"
+
+
+rule study_curves:
+    """Training reward and greedy validation of every mode, its null control and each lever."""
+    input:
+        [f"{RES}/train/{m.rsplit('_seed', 1)[0]}/seed{m.rsplit('_seed', 1)[1]}"
+         for m in grid_models()[1:] + study_models()],
+    output:
+        png=report(f"{RES}/study/study_curves.png", caption="../report/study.rst", category="Study"),
+        pdf=f"{RES}/study/study_curves.pdf",
+    params:
+        style=lambda wc: figure_style("fig2"),
+        out=lambda wc, output: output.png[: -len(".png")],
+    log:
+        f"{LOGS}/study/curves.log",
+    conda:
+        ENV
+    localrule: True
+    shell:
+        "softcot figures study --inputs {input:q} --style {params.style:q} --out {params.out:q} > {log:q} 2>&1"
