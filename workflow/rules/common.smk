@@ -100,6 +100,18 @@ def model_inputs(wildcards):
     return [f"{RES}/train/{variant}/seed{seed}"]
 
 
+def study_variants():
+    nulls = [f"{m}-null" for m in MODES]
+    levers = [f"{m}-lever{name}" for name in config["study"]["levers"] for m in config["study"]["modes"]]
+    return nulls, levers
+
+
+def study_models():
+    nulls, levers = study_variants()
+    return ([f"{v}_seed{s}" for v in nulls for s in SEEDS]
+            + [f"{v}_seed{s}" for v in levers for s in config["study"]["seeds"]])
+
+
 def grid_models():
     return ["base"] + [f"{m}_seed{s}" for m in MODES for s in SEEDS]
 

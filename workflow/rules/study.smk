@@ -11,18 +11,6 @@
 # and diversity tables) and study_curves.png/pdf (training and validation curves of all of them).
 
 
-def study_variants():
-    nulls = [f"{m}-null" for m in MODES]
-    levers = [f"{m}-lever{name}" for name in config["study"]["levers"] for m in config["study"]["modes"]]
-    return nulls, levers
-
-
-def study_models():
-    nulls, levers = study_variants()
-    return ([f"{v}_seed{s}" for v in nulls for s in SEEDS]
-            + [f"{v}_seed{s}" for v in levers for s in config["study"]["seeds"]])
-
-
 rule diagnose_snr:
     input:
         base=base_inputs,
