@@ -7,7 +7,7 @@ For each mode, `--batches` independent batches (B prompts x G rollouts, RLOO adv
 give gradient estimates g_1..g_n of the same expected gradient, at fixed parameters. Reported:
   snr        |mean g|^2 / mean |g|^2      (1 = noiseless; about 1/n for pure noise, so compare with snr_null)
   snr_unbiased  (|mean g|^2 - tr(Cov)/n) / mean |g|^2, an unbiased numerator: about 0 for pure noise, so it
-             compares across different n (the issue-7 prototype's "|E g|^2 / E|g|^2" reads as this one)
+             compares across different n (the issue-7 prototype's soft and fuzzy values match this form)
   cos        mean cosine between the estimates of independent batch pairs
   grad_norm  mean |g|
 each for the whole loss and for each term alone (CoT log-density / log-prob, answer log-prob), plus a null
