@@ -29,7 +29,7 @@ import time
 import torch
 
 from common import (NEVER_MARKER, Timer, add_common_args, env_info, load, make_prompts, median, no_early_stop,
-                    setup_torch, spread, table, torch_dtype, write_json)
+                    rollout_shape, setup_torch, spread, table, torch_dtype, write_json)
 
 METHODS = ("hard", "soft", "fuzzy", "generate")
 
@@ -130,10 +130,7 @@ def main(argv=None) -> int:
                     "one generate() (host-side hotspots)")
     args = ap.parse_args(argv)
     device = setup_torch(args)
-    tiny = args.model == "tiny"
-    L = args.cot_tokens or (128 if tiny else 32)
-    A = args.answer_tokens or (32 if tiny else 16)
-    args.batch = args.batch or (32 if tiny else 8)
+    L, A = rollout_shape(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in METHODS:

@@ -63,6 +63,14 @@ def setup_torch(args) -> torch.device:
     return dev
 
 
+def rollout_shape(args) -> tuple[int, int]:
+    """(L, A) from --cot-tokens / --answer-tokens, and args.batch filled in: the per-model defaults shared by
+    the rollout scripts (tiny: B 32, L 128, A 32; otherwise B 8, L 32, A 16)."""
+    tiny = args.model == "tiny"
+    args.batch = args.batch or (32 if tiny else 8)
+    return args.cot_tokens or (128 if tiny else 32), args.answer_tokens or (32 if tiny else 16)
+
+
 def torch_dtype(name: str) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
 

@@ -27,7 +27,7 @@ import pstats
 import torch
 
 from common import (NEVER_MARKER, add_common_args, env_info, load, make_prompts, no_early_stop, setup_torch, table,
-                    torch_dtype, write_json)
+                    rollout_shape, torch_dtype, write_json)
 
 
 def code_key(fn):
@@ -86,10 +86,7 @@ def main(argv=None) -> int:
     ap.add_argument("--top", type=int, default=0, help="also print the top-N functions by self time per method")
     args = ap.parse_args(argv)
     device = setup_torch(args)
-    tiny = args.model == "tiny"
-    L = args.cot_tokens or (128 if tiny else 32)
-    A = args.answer_tokens or (32 if tiny else 16)
-    args.batch = args.batch or (32 if tiny else 8)
+    L, A = rollout_shape(args)
     from bench_rollout import once
     model, tok, questions, template, _ = load(args.model, device, torch_dtype(args.dtype), args.template)
     prompts = make_prompts(questions, template, args.batch)

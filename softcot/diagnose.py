@@ -24,6 +24,7 @@ reporting pass@1, pass@N, distinct final answers and distinct CoT texts (greedy 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 
@@ -104,7 +105,6 @@ DIVERSITY_CONDITIONS = {            # name: (sampled CoT, answer temperature)
 def diversity_sources(model, tok, records, kind: str, rcfg: RolloutConfig, template: str, n: int, prompts: int,
                       seed: int, reward_fn, gamma: float = 0.33) -> dict:
     """pass@1, pass@n and distinct answers / CoTs per prompt, for each condition of DIVERSITY_CONDITIONS."""
-    import dataclasses
     recs = records[:prompts]
     out = {}
     for name, (sample_cot, answer_t) in DIVERSITY_CONDITIONS.items():
