@@ -43,6 +43,13 @@ class ConfigError(ValueError):
     """A config value that cannot be used. The message names the key and what is allowed."""
 
 
+def cli_error(e: Exception) -> int:
+    """What a sub-command does with a ConfigError or softcot.io.DataError: one line on stderr, exit code 2."""
+    from softcot.io import DataError
+    print(f"{'data' if isinstance(e, DataError) else 'config'} error: {e}", file=sys.stderr)
+    return 2
+
+
 def _type_name(tp) -> str:
     origin = get_origin(tp)
     if origin is Literal:
@@ -195,7 +202,6 @@ def main(argv: list[str]) -> int:
             from softcot.evaluate import eval_config
             eval_config(apply_overrides(read_yaml(args.config), args.overrides))
     except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
+        return cli_error(e)
     print(f"{args.config}: ok")
     return 0

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from softcot.config import ConfigError, apply_overrides, from_dict, read_yaml, require, to_dict
+from softcot.config import ConfigError, apply_overrides, cli_error, from_dict, read_yaml, require, to_dict
 from softcot.io import DataError, append_jsonl, read_jsonl, write_json, write_jsonl, write_text
 from softcot.modeling import SMOLLM2_GGUF, ModelConfig, load_model, smollm2_dir
 from softcot.modes import DEFAULT_TAU, SETTINGS, CoTMode
@@ -418,12 +418,8 @@ def main(argv: list[str]) -> int:
         apply_overrides(data, args.overrides)
         cfg = eval_config(data)
         summary = evaluate(cfg, args.out, progress=not args.no_progress, restart_on_change=args.restart_on_change)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    except DataError as e:
-        print(f"data error: {e}", file=sys.stderr)
-        return 2
+    except (ConfigError, DataError) as e:
+        return cli_error(e)
     print(format_summary(summary))
     print(f"wrote {Path(args.out) / 'summary.json'}")
     return 0

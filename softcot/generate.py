@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from softcot.config import ConfigError
+from softcot.config import ConfigError, cli_error
 from softcot.modeling import ModelConfig, load_model
 from softcot.modes import SETTINGS, CoTMode
 from softcot.prompt import build_prompt
@@ -86,8 +86,7 @@ def main(argv: list[str]) -> int:
         rcfg = RolloutConfig(max_cot_tokens=args.max_cot_tokens, answer_temperature=0.0)
         rcfg.validate("")
     except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
+        return cli_error(e)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tok = load_model(cfg)

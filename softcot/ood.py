@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from softcot.config import ConfigError
+from softcot.config import ConfigError, cli_error
 from softcot.io import DataError, read_jsonl, write_json, write_text
 from softcot.modeling import ModelConfig, load_model
 from softcot.rollout import decoder_of, lm_logits
@@ -266,12 +266,8 @@ def main(argv: list[str]) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         res = ood(models, data, args.limit, args.batch_size, args.context_template, progress=not args.no_progress)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    except DataError as e:
-        print(f"data error: {e}", file=sys.stderr)
-        return 2
+    except (ConfigError, DataError) as e:
+        return cli_error(e)
     out = Path(args.out)
     write_json(out, res)
     table = markdown_table(res)

@@ -68,7 +68,9 @@ class PretrainConfig:
     n_sample: int = 1                # sampled (temperature 1) generations per question in base_eval
     threads: int = 2
 
-    def validate(self) -> None:
+    def validate(self, prefix: str = "") -> None:
+        if len(self.betas) != 2:
+            raise ValueError(f"{prefix}betas: got {list(self.betas)}; need [beta1, beta2]")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
         for k in ("steps", "batch_size", "ckpt_every", "eval_every", "eval_batch_size", "max_new_tokens", "threads"):

@@ -16,6 +16,12 @@ operand of the question by counting: in six 250-400-step runs almost all its err
 operand and greedy test accuracy ended anywhere in 18-86%; with "rewrite" it copies well but computes
 poorly (the operation sits a whole state back): 16% after 300 steps.
 
+`shortcut_rate` (default 0) turns that fraction of the pre-training demos into answers without a chain of
+thought, `The final answer is: \\boxed{11}` (same questions; the record gets `"shortcut": true`): a base that
+sometimes answers without reasoning, a habit RL could unlearn. Measured (README, design variants): at rate
+0.5 the 0.37M base answers directly on almost every greedy decode, and after 1000 pre-training steps it
+answers 3-4-operation problems directly as well as through the chain (46%), so the habit costs nothing.
+
 OOD family (`source: "toy_seq"`): sequence continuation as a 4-way multiple choice, `c,d,e,?` with
 choices like ["g", "f", "e", "h"] and the index of the right one (by default letters a-z / A-Z counting up
 or down by one, 2-5 terms shown; `seq_max_diff: 2` makes steps of +-1..2, and `seq_kind: numbers` gives
@@ -40,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from softcot.config import load_yaml
+from softcot.config import ConfigError, from_dict, load_yaml
 from softcot.io import write_jsonl
 from softcot.prompt import TOY_PROMPT, build_prompt
 from softcot.rewards import extract_boxed
@@ -92,9 +98,12 @@ class ToyConfig:
     seq_max_diff: int = 1                     # common difference in +-1..seq_max_diff
     seq_max_start: int = 30                   # numbers only: first term 0..seq_max_start
     seq_terms: tuple[int, int] = (2, 5)       # number of terms shown
+    shortcut_rate: float = 0.0                # fraction of pre-training demos that skip the CoT (see above)
 
-    def validate(self) -> None:
+    def validate(self, prefix: str = "") -> None:
         for name in ("steps_pretrain", "steps_train", "steps_test", "steps_hard", "seq_terms"):
+            if len(getattr(self, name)) != 2:
+                raise ValueError(f"{prefix}{name}: got {list(getattr(self, name))}; need [min, max]")
             lo, hi = getattr(self, name)
             if not (1 <= lo <= hi):
                 raise ValueError(f"{name}: got {(lo, hi)}; need 1 <= min <= max")
@@ -109,6 +118,8 @@ class ToyConfig:
             raise ValueError(f"cot_style: got {self.cot_style!r}; allowed: 'chain', 'rewrite', 'steps'")
         if self.seq_kind not in ("letters", "numbers"):
             raise ValueError(f"seq_kind: got {self.seq_kind!r}; allowed: 'letters', 'numbers'")
+        if not 0.0 <= self.shortcut_rate < 1.0:
+            raise ValueError(f"shortcut_rate: got {self.shortcut_rate}; need 0 <= shortcut_rate < 1")
         if self.seq_max_start < 0 or self.seq_max_diff < 1:
             raise ValueError("seq_max_start must be >= 0 and seq_max_diff >= 1")
 
@@ -122,35 +133,12 @@ DEFAULT_TOY = ToyConfig()
 # config files (flat YAML mapping of dataclass fields; unknown keys are rejected by name)
 
 def config_from_dict(cls, data: dict[str, Any] | None, what: str = "config"):
-    """Build dataclass `cls` from a flat mapping; an unknown key raises ValueError naming it and the allowed keys."""
-    data = dict(data or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(k for k in data if k not in fields)
-    if unknown:
-        raise ValueError(f"{what}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                         f"allowed keys: {', '.join(fields)}")
-    default = cls()
-    kwargs = {}
-    for k, v in data.items():
-        ref = getattr(default, k)
-        if isinstance(ref, tuple):
-            if not isinstance(v, (list, tuple)) or len(v) != len(ref):
-                raise ValueError(f"{what}: {k}: got {v!r}; need a list of {len(ref)} values")
-            v = tuple(type(r)(x) for r, x in zip(ref, v))
-        elif isinstance(ref, bool):
-            if not isinstance(v, bool):
-                raise ValueError(f"{what}: {k}: got {v!r}; need true or false")
-        elif isinstance(ref, (int, float)) and ref is not None:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"{what}: {k}: got {v!r}; need a number")
-            if isinstance(ref, int) and not float(v).is_integer():
-                raise ValueError(f"{what}: {k}: got {v!r}; need an integer")
-            v = type(ref)(v)
-        kwargs[k] = v
-    cfg = cls(**kwargs)
-    if hasattr(cfg, "validate"):
-        cfg.validate()
-    return cfg
+    """Build dataclass `cls` from a flat mapping with softcot.config.from_dict (unknown keys and wrong types
+    rejected by name, then `validate()`); the error names `what` (the file) too."""
+    try:
+        return from_dict(cls, dict(data or {}))
+    except ValueError as e:       # ConfigError from the types, ValueError from validate()
+        raise ConfigError(f"{what}: {e}") from None
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -212,6 +200,11 @@ def arith_chain(rng: random.Random, n_steps: int, max_operand: int = 9, max_valu
 def arith_record(rid: str, question: str, steps: str, answer: int, n_steps: int) -> dict:
     return {"id": rid, "question": question, "answer": str(answer), "source": ARITH_SOURCE,
             "cot": f"{steps} {MARKER} \\boxed{{{answer}}}", "n_steps": n_steps}
+
+
+def shortcut(record: dict) -> dict:
+    """The same problem demonstrated without a chain of thought: `The final answer is: \\boxed{11}`."""
+    return {**record, "cot": f"{MARKER} \\boxed{{{record['answer']}}}", "shortcut": True}
 
 
 def _draw_arith(split: str, n: int, steps: tuple[int, int], cfg: ToyConfig, seen: set[str]) -> list[dict]:
@@ -294,6 +287,9 @@ def make_splits(cfg: ToyConfig = DEFAULT_TOY) -> dict[str, list[dict]]:
     out["val"] = _draw_arith("val", cfg.n_val, cfg.steps_test, cfg, seen)
     out["train"] = _draw_arith("train", cfg.n_train, cfg.steps_train, cfg, seen)
     out["pretrain"] = _draw_arith("pretrain", cfg.n_pretrain, cfg.steps_pretrain, cfg, seen)
+    if cfg.shortcut_rate > 0:   # its own stream: the questions of every split stay the same
+        rng = random.Random(f"toy-shortcut-{cfg.seed}")
+        out["pretrain"] = [shortcut(r) if rng.random() < cfg.shortcut_rate else r for r in out["pretrain"]]
     out["ood"], out["ood_train"] = _draw_seq(cfg)
     return {k: out[k] for k in SPLITS}
 

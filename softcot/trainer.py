@@ -25,7 +25,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ import yaml
 
 from softcot import __version__
 from softcot.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from softcot.config import ConfigError, load_config, require
+from softcot.config import ConfigError, cli_error, load_config, require
 from softcot.io import append_jsonl, atomic_dir, read_jsonl, write_json, write_text
 from softcot.loss import Scorer, policy_loss, rloo_advantages
 from softcot.modeling import ModelConfig, load_model
@@ -497,8 +496,7 @@ def main(argv: list[str]) -> int:
     try:
         cfg = load_config(TrainConfig, args.config, args.overrides, section=args.section)
     except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
+        return cli_error(e)
     try:
         summary = train(cfg, " ".join(args.overrides))
     except Preempted:

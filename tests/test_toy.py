@@ -67,6 +67,20 @@ def test_split_sizes_and_no_shared_question(splits):
     assert len(ids) == len(set(ids))
 
 
+def test_shortcut_demos_only_in_pretraining(splits):
+    cut = make_splits(ToyConfig(seed=0, **SMALL, shortcut_rate=0.5))
+    for name in splits:                      # the same questions everywhere; only pre-training demos change
+        assert [r["question"] for r in cut[name]] == [r["question"] for r in splits[name]]
+        if name != "pretrain":
+            assert cut[name] == splits[name]
+    short = [r for r in cut["pretrain"] if r.get("shortcut")]
+    assert 0.4 < len(short) / len(cut["pretrain"]) < 0.6          # 400 demos at rate 0.5: 3.5 sd either side
+    for r in short:
+        assert r["cot"] == f"The final answer is: \\boxed{{{r['answer']}}}"
+    with pytest.raises(ValueError, match="shortcut_rate"):
+        make_splits(ToyConfig(**SMALL, shortcut_rate=1.0))
+
+
 @pytest.mark.parametrize("style", ["chain", "rewrite", "steps"])
 def test_cot_arithmetic_is_correct(splits, style):
     cfg = ToyConfig(**SMALL, cot_style=style)
