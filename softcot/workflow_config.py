@@ -73,8 +73,8 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _toy_style(cls, data):
-    from softcot.toy import config_from_dict
-    return config_from_dict(cls, data or {})
+    from softcot.config import from_dict
+    return from_dict(cls, dict(data or {}))
 
 
 def _check_sets(config: dict) -> None:
