@@ -86,18 +86,18 @@ def flatten(d, prefix=""):
     return items
 
 
-def model_path(model):
-    if model == "base":
-        return base_model()
+def train_dir(model):
+    """'soft-null_seed1' -> the training run's output directory results/<exp>/train/soft-null/seed1."""
     variant, seed = model.rsplit("_seed", 1)
-    return f"{RES}/train/{variant}/seed{seed}/model"
+    return f"{RES}/train/{variant}/seed{seed}"
+
+
+def model_path(model):
+    return base_model() if model == "base" else f"{train_dir(model)}/model"
 
 
 def model_inputs(wildcards):
-    if wildcards.model == "base":
-        return base_inputs()
-    variant, seed = wildcards.model.rsplit("_seed", 1)
-    return [f"{RES}/train/{variant}/seed{seed}"]
+    return base_inputs() if wildcards.model == "base" else [train_dir(wildcards.model)]
 
 
 def study_variants():

@@ -66,9 +66,7 @@ rule fig4:
 rule fig5:
     """Figure 5: ablation curves (noise scale and CoT temperature)."""
     input:
-        expand(f"{RES}/train/{{variant}}/seed{{seed}}",
-               variant=[m.rsplit("_seed", 1)[0] for m in ablation_models("gamma") + ablation_models("tau")],
-               seed=config["ablations"]["seeds"]),
+        [train_dir(m) for m in ablation_models("gamma") + ablation_models("tau")],
     output:
         png=report(f"{RES}/figures/fig5.png", caption="../report/fig5.rst", category="Ablations"),
         pdf=f"{RES}/figures/fig5.pdf",

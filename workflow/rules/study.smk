@@ -63,8 +63,7 @@ rule study:
 rule study_curves:
     """Training reward and greedy validation of every mode, its null control and each lever."""
     input:
-        [f"{RES}/train/{m.rsplit('_seed', 1)[0]}/seed{m.rsplit('_seed', 1)[1]}"
-         for m in grid_models()[1:] + study_models()],
+        [train_dir(m) for m in grid_models()[1:] + study_models()],
     output:
         png=report(f"{RES}/study/study_curves.png", caption="../report/study.rst", category="Study"),
         pdf=f"{RES}/study/study_curves.pdf",
