@@ -147,7 +147,7 @@ def fingerprint(cfg: EvalConfig, setting: str) -> dict:
     mode = cfg.mode(setting)
     return {"model": to_dict(cfg.model), "setting": setting, "kind": mode.kind, "tau": mode.temperature,
             "gamma": mode.gamma, "greedy": mode.greedy, "n": cfg.n_for(setting),
-            "rollout": {k: v for k, v in to_dict(cfg.rollout).items() if k != "preallocate"},   # speed only
+            "rollout": {k: v for k, v in to_dict(cfg.rollout).items() if k not in ("preallocate", "compact")},  # speed
             "prompt_template": resolve_template(cfg.prompt_template), "batch_size": cfg.batch_size,
             "shard_size": cfg.shard_size, "seed": cfg.seed, "reward": cfg.reward,
             "weights": weights_id(cfg.model.name_or_path)}

@@ -14,6 +14,12 @@ Slot layout (every row has the same S slots; a slot is one model input position)
 Holes carry attention_mask 0 and are skipped by position_ids, so each row sees exactly its own
 contiguous sequence; the teacher-forced pass replays the same layout, masks and positions.
 
+Compaction (`RolloutConfig.compact`, on with `preallocate`): once a fifth of the computed rows have ended
+their CoT, the live rows move to the front of the KV cache and mask and later steps compute only those; the
+answer phase puts every row back in prompt order. The bookkeeping, the columns above and the random draws
+(one per row per step, whatever the row holds) stay in prompt order, so the tokens are those of the
+uncompacted rollout.
+
 Ending the CoT: the marker ("The final answer is:") is searched in the sampled text (hard) or in the
 greedy shadow (soft/fuzzy: argmax of each step's p). Only rows whose newest token contains the marker's
 last character decode a short tail, so no sequence is decoded whole at any step. An EOS inside the CoT
@@ -33,6 +39,7 @@ from softcot.config import require
 from softcot.modes import CoTMode, mix, noise_sigma
 
 MARKER = "The final answer is:"
+COMPACT_AT = 0.8      # compaction: reorder once the live rows are at most this fraction of the computed ones
 
 
 @dataclass
@@ -46,6 +53,8 @@ class RolloutConfig:
     record_entropy: bool = False               # per-step entropy of the next-token distribution
     preallocate: bool = True                   # KV cache and mask allocated once for the longest rollout and
                                                # filled in place (false: plain DynamicCache, same results)
+    compact: bool = True                       # with preallocate: rows whose CoT has ended leave the batch that
+                                               # the model computes (same tokens and random stream; speed only)
 
     def validate(self, prefix: str = "") -> None:
         require(self.max_cot_tokens >= 1, prefix + "max_cot_tokens", f"got {self.max_cot_tokens}; must be >= 1")
@@ -138,19 +147,24 @@ def lm_logits(model, hidden: torch.Tensor) -> torch.Tensor:
 class _GrowLayer(DynamicLayer):
     """A DynamicLayer whose keys and values live in buffers allocated once for `capacity` positions: `update`
     writes the new states in place and returns views of the filled part, so a step costs no concatenation
-    of the whole cache (transformers' DynamicLayer concatenates at every step)."""
+    of the whole cache (transformers' DynamicLayer concatenates at every step).
+
+    Compaction: a step may run on the first `rows` rows of the buffers only (the rollout keeps its live rows
+    there, see `reorder`); the other rows' slots of that step stay zero and are masked. The buffers start at
+    zero, so a masked slot never holds a NaN that attention weights of 0 could still spread."""
 
     def __init__(self, capacity: int):
         super().__init__()
         self.capacity = capacity
         self.length = 0
+        self.rows: int | None = None       # None: every row
 
     def lazy_initialization(self, key_states, value_states) -> None:
         b, h, _, dk = key_states.shape
         dv = value_states.shape[-1]
         self.device = key_states.device
-        self._k = key_states.new_empty((b, h, self.capacity, dk))
-        self._v = value_states.new_empty((b, h, self.capacity, dv))
+        self._k = key_states.new_zeros((b, h, self.capacity, dk))
+        self._v = value_states.new_zeros((b, h, self.capacity, dv))
         self.keys, self.values = self._k[:, :, :0], self._v[:, :, :0]
         self.is_initialized = True
 
@@ -160,11 +174,18 @@ class _GrowLayer(DynamicLayer):
         n0, n1 = self.length, self.length + key_states.shape[-2]
         if n1 > self.capacity:
             raise RuntimeError(f"rollout KV cache overflow: {n1} > {self.capacity} positions")
-        self._k[:, :, n0:n1] = key_states
-        self._v[:, :, n0:n1] = value_states
+        r = self._k.shape[0] if self.rows is None else self.rows
+        self._k[:r, :, n0:n1] = key_states
+        self._v[:r, :, n0:n1] = value_states
         self.length = n1
-        self.keys, self.values = self._k[:, :, :n1], self._v[:, :, :n1]
+        self.keys, self.values = self._k[:r, :, :n1], self._v[:r, :, :n1]
         return self.keys, self.values
+
+    def reorder(self, order: torch.Tensor) -> None:
+        """Permute the first len(order) rows (row i <- row order[i]) over the filled slots."""
+        n, L = len(order), self.length
+        self._k[:n, :, :L] = self._k[order, :, :L]
+        self._v[:n, :, :L] = self._v[order, :, :L]
 
     def get_seq_length(self) -> int:
         return self.length
@@ -262,19 +283,36 @@ def rollout(model, tokenizer, prompts: list[str], mode: CoTMode, cfg: RolloutCon
         cache = DynamicCache(config=model.config)
         full_mask = mask[:, :0]
     filled = 0
+    # Compaction (CoT phase): the model computes only the first n_work rows of the cache and mask, which hold
+    # every live row; phys[i] is the prompt row stored in row i. Bookkeeping stays in prompt order.
+    compact = cfg.preallocate and cfg.compact and all(isinstance(layer, _GrowLayer) for layer in cache.layers)
+    phys = torch.arange(B, device=device)
+    n_work = B
 
     def step(embeds, new_mask, new_pos):
+        """One forward over the working rows; inputs and returned logits are in cache (physical) row order."""
         nonlocal full_mask, filled
         n = new_mask.shape[1]
         if cfg.preallocate:
-            full_mask[:, filled:filled + n] = new_mask
-            attn = full_mask[:, :filled + n]
+            full_mask[:n_work, filled:filled + n] = new_mask
+            attn = full_mask[:n_work, :filled + n]
         else:
             full_mask = attn = torch.cat([full_mask, new_mask], dim=1)
         filled += n
         out = body(inputs_embeds=embeds, attention_mask=attn, position_ids=new_pos,
                    use_cache=True, **{cache_key: cache})
         return lm_logits(model, out.last_hidden_state[:, -1])
+
+    def reorder(order: torch.Tensor, rows: int | None) -> None:
+        """Cache and mask rows i <- order[i] (for i < len(order)); then compute `rows` rows (None: all)."""
+        nonlocal n_work
+        for layer in cache.layers:
+            layer.reorder(order)
+            layer.rows = rows
+        n = len(order)
+        full_mask[:n, :filled] = full_mask[order, :filled]
+        phys[:n] = phys[order]
+        n_work = B if rows is None else rows
 
     # Prefill the prompts.
     logits = step(E[ids], mask, pos)
@@ -323,11 +361,22 @@ def rollout(model, tokenizer, prompts: list[str], mode: CoTMode, cfg: RolloutCon
                 active[b] = False
             elif tables.may_end_marker[x] and ends_with_marker(tokenizer, cot_ids[b], cfg.marker):
                 active[b], by_marker[b] = False, True
-        logits = step(emb[:, None, :], new_mask, new_pos)
+        if n_work == B:
+            logits = step(emb[:, None, :], new_mask, new_pos)
+        else:   # rows outside the working set keep their last logits: they are inactive, only sampled for the
+            w = phys[:n_work]     # random stream (one draw per row per step, whatever the row holds)
+            logits = logits.clone()
+            logits[w] = step(emb[w][:, None, :], new_mask[w], new_pos[w])
         active_t = torch.tensor(active, device=device)
-        if not any(active):
+        n_live = sum(active)
+        if not n_live:
             break
+        if compact and n_live < n_work and n_live <= COMPACT_AT * n_work:     # a few cheap reorders per rollout
+            live = active_t[phys[:n_work]]
+            reorder(torch.cat([live.nonzero()[:, 0], (~live).nonzero()[:, 0]]), n_live)
     Lc = len(cot_flags)
+    if n_work < B or not torch.equal(phys, torch.arange(B, device=device)):
+        reorder(torch.argsort(phys), None)            # back to prompt order for the answer phase
 
     # ---- answer prefill, right-aligned so that every row's last prefill slot is the same column
     prefill_text = [cfg.prefill_after_marker if m else cfg.prefill_after_budget for m in by_marker]

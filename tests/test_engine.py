@@ -51,21 +51,38 @@ def test_fuzzy_greedy_and_cold_soft_equal_hard_greedy(arch):
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("kind", ["hard", "soft", "fuzzy"])
-def test_preallocated_cache_equals_dynamic_cache(arch, kind):
-    """The in-place cache and mask give the rollout transformers' DynamicCache gives: same tokens, same logits
-    (within float tolerance), on a left-padded batch whose rows end at different steps."""
+def test_preallocated_and_compacted_cache_equal_dynamic_cache(arch, kind, monkeypatch):
+    """The in-place cache and mask, with and without compaction (rows whose CoT ended leave the computed
+    batch), give the rollout transformers' DynamicCache gives: same tokens, masks, positions, CoT inputs and
+    entropies, and the same logits (within float tolerance) wherever a slot is scored, on a left-padded batch
+    whose rows end at different steps. The random stream is shared, so sampled modes must agree too."""
+    import softcot.rollout as R
     model, tok = make_tiny(arch, seed=4)
+    reorders = []
+    grow_reorder = R._GrowLayer.reorder
+    monkeypatch.setattr(R._GrowLayer, "reorder", lambda self, order: (reorders.append(len(order)),
+                                                                      grow_reorder(self, order)))
+    monkeypatch.setattr(R, "COMPACT_AT", 0.99)     # compact whenever a row ends: as many reorders as possible
     outs = []
-    for pre in (True, False):
+    for pre, compact in ((False, False), (True, False), (True, True)):
         g = torch.Generator().manual_seed(7)
-        cfg = RolloutConfig(max_cot_tokens=14, max_answer_tokens=5, marker="e", preallocate=pre)
-        outs.append(rollout(model, tok, PROMPTS * 2, CoTMode(kind), cfg, generator=g, return_logits=True))
-    a, b = outs
-    assert a.cot_ids == b.cot_ids and a.answer_ids == b.answer_ids
-    assert torch.equal(a.attention_mask, b.attention_mask) and torch.equal(a.position_ids, b.position_ids)
+        cfg = RolloutConfig(max_cot_tokens=24, max_answer_tokens=5, marker="e", preallocate=pre, compact=compact,
+                            record_entropy=True)
+        outs.append(rollout(model, tok, PROMPTS * 4, CoTMode(kind), cfg, generator=g, return_logits=True))
+    assert reorders, "the compacted rollout must have compacted at least once"
+    ref = outs[0]
     if kind == "hard":
-        assert len({len(c) for c in a.cot_ids}) > 1, "rows must end at different steps"
-    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-5)
+        assert len({len(c) for c in ref.cot_ids}) > 1, "rows must end at different steps"
+    scored = ref.cot_mask | ref.answer_mask
+    for o in outs[1:]:
+        assert o.cot_ids == ref.cot_ids and o.answer_ids == ref.answer_ids
+        assert torch.equal(o.attention_mask, ref.attention_mask) and torch.equal(o.position_ids, ref.position_ids)
+        assert torch.equal(o.cot_mask, ref.cot_mask) and torch.equal(o.answer_mask, ref.answer_mask)
+        # fp32 summation order differs between the caches (and batch sizes); over 24 soft steps it adds up
+        torch.testing.assert_close(o.logits[scored], ref.logits[scored], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(o.entropy, ref.entropy, atol=1e-4, rtol=1e-4, equal_nan=True)
+        if ref.cot_inputs is not None:
+            torch.testing.assert_close(o.cot_inputs, ref.cot_inputs, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
