@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from common import Timer, env_info, median, setup_torch, table, torch_dtype, write_json
 
-PRESETS = {"tiny": (104, 128), "smollm2": (49152, 576), "llama3b": (128256, 3072), "qwen3b": (151936, 2048)}
+PRESETS = {"tiny": (104, 96), "smollm2": (49152, 576), "llama3b": (128256, 3072), "qwen3b": (151936, 2048)}
 MATMULS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::matmul", "aten::linear", "aten::einsum", "aten::dot",
            "aten::mv", "aten::baddbmm", "aten::_scaled_mm")
 

@@ -98,7 +98,7 @@ def load(name: str, device: torch.device, dtype: torch.dtype = torch.float32, te
         from softcot.chartok import build_char_tokenizer
         from softcot.pretrain import PretrainConfig, build_model
         tok = build_char_tokenizer()
-        model = build_model(PretrainConfig(), tok)       # hidden 128, 4 layers, 4 heads, tied, vocab 104
+        model = build_model(PretrainConfig(), tok)       # the default's shape: hidden 96, 3 layers, vocab 104
         questions, template = TOY_QUESTIONS, "toy"
     else:
         from softcot.modeling import ModelConfig, load_model

@@ -2,11 +2,12 @@
 
     python bench/rl_budget.py                                    # hard, steps 60 and 120, seeds 0-3 (~12 min)
     python bench/rl_budget.py --mode fuzzy --steps 60 --seeds 0 1 2 --test-limit 128
+    python bench/rl_budget.py --steps 60 --seeds 0 1 2 --set prompts_per_step=64 --set rollout_batch=256
 
 Needs a finished default run (`snakemake --cores all`): it reads results/<experiment>/configs/train.yaml,
-the base model and the data from there, and changes only the mode, the number of steps and the seed
-(everything else, including the cosine schedule over `steps` and the best-validation checkpoint, is the
-default's). Each (steps, seed) trains with `softcot train` into bench/out/rl_budget/ (two jobs at a time,
+the base model and the data from there, and changes only the mode, the number of steps, the seed and the
+`--set` training overrides (everything else, including the cosine schedule over `steps` and the
+best-validation checkpoint, is the default's; the overrides name the runs' directories and the JSON). Each (steps, seed) trains with `softcot train` into bench/out/rl_budget/ (two jobs at a time,
 one thread each) and is evaluated greedy with `softcot evaluate --settings hard_greedy` on the first
 `--test-limit` problems of the test split (default: all of them; the default run's tables use 128).
 A finished run or evaluation is reused, so an interrupted benchmark resumes.
@@ -35,14 +36,20 @@ def run(cmd: list[str], log: Path) -> None:
         sys.exit(f"failed ({rc}): {' '.join(cmd)}\n  see {log}")
 
 
-def train(res: Path, work: Path, mode: str, steps: int, seed: int) -> Path:
-    out = work / f"{mode}_steps{steps}_seed{seed}"
+def train(res: Path, work: Path, mode: str, steps: int, seed: int, sets: list[str]) -> Path:
+    out = work / f"{mode}{set_tag(sets)}_steps{steps}_seed{seed}"
     if not (out / "summary.json").exists():
         run(["softcot", "train", "--config", str(res / "configs" / "train.yaml"), f"mode.kind={mode}",
              f"steps={steps}", f"seed={seed}", f"model.name_or_path={res / 'base'}",
              f"data.train={res / 'data' / 'train.jsonl'}", f"data.val={res / 'data' / 'val.jsonl'}",
-             f"output_dir={out}", f"ckpt_dir={work / 'ckpt' / out.name}", "threads=1"], work / f"{out.name}.log")
+             f"output_dir={out}", f"ckpt_dir={work / 'ckpt' / out.name}", "threads=1", *sets],
+            work / f"{out.name}.log")
     return out
+
+
+def set_tag(sets: list[str]) -> str:
+    """'' for the default's settings, else '_' + the overrides (prompts_per_step=64 -> prompts_per_step64)."""
+    return "".join("_" + s.replace("=", "").replace(".", "-").replace("/", "-") for s in sets)
 
 
 def evaluate(res: Path, model: Path, out: Path, limit: int | None) -> float:
@@ -63,6 +70,9 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--test-limit", type=int, default=None, help="first N test problems (default: all)")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a training override on top of the default's train.yaml (repeatable), e.g. "
+                         "prompts_per_step=64; the runs get their own directories")
     args = ap.parse_args()
 
     res = ROOT / "results" / args.experiment
@@ -75,7 +85,7 @@ def main() -> int:
 
     def one(job):
         steps, seed = job
-        out = train(res, work, args.mode, steps, seed)
+        out = train(res, work, args.mode, steps, seed, args.sets)
         summary = json.loads((out / "summary.json").read_text())
         test = evaluate(res, out / "model", work / "eval" / f"{out.name}_{tag}", args.test_limit)
         return {"steps": steps, "seed": seed, "best_step": summary["best_step"],
@@ -94,15 +104,16 @@ def main() -> int:
         mean = statistics.mean(gains)
         budgets.append({"steps": s, "seeds": len(gains), "mean_gain": mean, "spread": sd,
                         "gain_exceeds_spread": bool(mean > sd)})
-    print(f"{args.mode} RL on results/{args.experiment}/base; test greedy pass@1 on {args.test_limit or 'all'} "
+    print(f"{args.mode} RL{' (' + ' '.join(args.sets) + ')' if args.sets else ''} on results/{args.experiment}/base; test greedy pass@1 on {args.test_limit or 'all'} "
           f"problems; base {base:.1f}")
     print(table(rows, [("steps", "steps", "d"), ("seed", "seed", "d"), ("best_step", "best step", "d"),
                        ("best_val", "val G1", ".1f"), ("test_g1", "test G1", ".1f"), ("gain", "gain", "+.1f")]))
     print()
     print(table(budgets, [("steps", "steps", "d"), ("seeds", "seeds", "d"), ("mean_gain", "mean gain", "+.1f"),
                           ("spread", "seed std", ".1f"), ("gain_exceeds_spread", "mean > std", "")]))
-    path = OUT_DIR / f"rl_budget_{args.mode}.json"
+    path = OUT_DIR / f"rl_budget_{args.mode}{set_tag(args.sets)}.json"
     path.write_text(json.dumps({"command": " ".join(["bench/rl_budget.py"] + sys.argv[1:]), "base_test_g1": base,
+                                "overrides": args.sets,
                                 "runs": rows, "budgets": budgets}, indent=2) + "\n")
     print(f"wrote {path}")
     return 0

@@ -365,7 +365,8 @@ def rollout(model, tokenizer, prompts: list[str], mode: CoTMode, cfg: RolloutCon
             logits = step(emb[:, None, :], new_mask, new_pos)
         else:   # rows outside the working set keep their last logits: they are inactive, only sampled for the
             w = phys[:n_work]     # random stream (one draw per row per step, whatever the row holds)
-            logits = logits.clone()
+            if trace is not None:
+                logits = logits.clone()           # the trace keeps the previous step's tensor
             logits[w] = step(emb[w][:, None, :], new_mask[w], new_pos[w])
         active_t = torch.tensor(active, device=device)
         n_live = sum(active)
