@@ -36,6 +36,13 @@ def _color(method: str):
     return COLORS.get(method.split("-")[0] if method not in COLORS else method)
 
 
+def _method_line(method: str) -> dict:
+    """Plot style of one training method's line; the base is dashed and drawn on top, so that it stays
+    visible where a method's best checkpoint is the base itself (identical curves)."""
+    base = method == "no finetune"
+    return {"color": _color(method), "linestyle": "--" if base else "-", "zorder": 3 if base else 2}
+
+
 def _smooth(ys: list[float], w: int) -> list[float]:
     out = []
     for i in range(len(ys)):
@@ -90,7 +97,7 @@ def fig3(plt, style, ev: dict, test_sets: list[str]):
                     continue
                 ks = sorted(int(k) for k in runs[0]["pass_at_k"])
                 ys = [100 * sum(r["pass_at_k"][str(k)] for r in runs) / len(runs) for k in ks]
-                ax.plot(ks, ys, marker="o", ms=3, label=f"train {method}", color=_color(method))
+                ax.plot(ks, ys, marker="o", ms=3, label=f"train {method}", **_method_line(method))
             ax.set_xscale("log", base=2)
             ax.set(xlabel="k", ylabel="pass@k (%)", title=f"{d}: {kind} inference")
     axes[0][0].legend(fontsize="small")
@@ -110,7 +117,7 @@ def fig4(plt, style, ev: dict, test_sets: list[str]):
                 continue
             n = min(len(r["entropy_by_position"]) for r in runs)
             ys = [sum((r["entropy_by_position"][t] or 0.0) for r in runs) / len(runs) for t in range(n)]
-            ax.plot(range(n), ys, label=f"train {method}", color=_color(method))
+            ax.plot(range(n), ys, label=f"train {method}", **_method_line(method))
         ax.set(xlabel="CoT position", ylabel="entropy (nats)", title=f"{d}: {kind} sampling")
     axes[0][0].legend(fontsize="small")
     fig.tight_layout()
