@@ -4,12 +4,14 @@
     python bench/bench_compact.py --batches 64 256 512 --repeats 7 --modes hard
 
 With compaction, once a fifth of the computed rows have ended their CoT the rollout moves the live rows to the
-front of its KV cache and computes only those (`softcot.rollout.COMPACT_AT`). It changes no token and no
-random draw: every (batch, mode, split) here asserts that both rollouts produced the same CoT and answer
-tokens. Unlike bench_rollout.py (where no row may stop early), the rows here stop where the model stops:
-the default's trained base on the first B problems of each test split (cycled when B is larger), with the
-evaluation's CoT budgets (64 for test, 96 for test_hard) and greedy answers, the CoT sampled at T = 1 (hard)
-or soft with the paper's tau and noise. Needs a finished default run (`snakemake --cores all`).
+front of its KV cache and computes only those (`softcot.rollout.COMPACT_AT`). It changes no random draw, but a
+matmul over fewer rows may round differently, and in soft mode such a difference can grow over a long CoT into
+another token: every (batch, mode, split) here counts the rows whose CoT or answer tokens differ between the
+two rollouts, over all repeats. Unlike bench_rollout.py (where no row may stop early), the rows here stop
+where the model stops: the default's trained base on the first B problems of each test split (cycled when B
+is larger), with the evaluation's CoT budgets (64 for test, 96 for test_hard) and greedy answers, the CoT
+sampled at T = 1 (hard) or soft with the paper's tau and noise. Needs a finished default run
+(`snakemake --cores all`).
 
 Prints, per row, the median wall time of each variant over interleaved repeats, their ratio (compact / off;
 < 1 is faster) and the live-row fraction: the mean, over CoT steps, of the rows still generating.
@@ -54,6 +56,7 @@ def main() -> int:
             prompts = [template.format(question=qs[i % len(qs)]) for i in range(B)]
             for kind in args.modes:
                 times = {False: [], True: []}
+                differ = 0
                 out = {}
                 for rep in range(args.repeats + 1):                  # the first round is a warm-up
                     for compact in ((False, True) if rep % 2 else (True, False)):
@@ -64,15 +67,16 @@ def main() -> int:
                             ro = rollout(model, tok, prompts, CoTMode(kind), cfg, generator=g)
                         if rep:
                             times[compact].append(t.s)
-                        out[compact] = (ro.cot_ids, ro.answer_ids, ro.cot_mask)
-                same = out[False][:2] == out[True][:2]
-                if not same:
-                    sys.exit(f"compaction changed the tokens: {split} B={B} {kind}")
-                cot_mask = out[True][2]
+                        out[compact] = ro
+                    a, b = out[False], out[True]
+                    differ += sum(x != y or u != v for x, y, u, v in zip(a.cot_ids, b.cot_ids, a.answer_ids,
+                                                                          b.answer_ids))
+                cot_mask = out[True].cot_mask
                 live = cot_mask[:, cot_mask.any(0)].float().mean().item()
                 off, on = median(times[False]), median(times[True])
                 rows.append({"split": split, "B": B, "mode": kind, "off_s": off, "compact_s": on,
-                             "ratio": on / off, "live": live, "same_tokens": same})
+                             "ratio": on / off, "live": live, "rows_differ": differ,
+                             "rows": B * (args.repeats + 1)})
                 print(table(rows[-1:], COLS).splitlines()[-1] if len(rows) > 1 else table(rows, COLS), flush=True)
     print()
     print(table(rows, COLS))
@@ -85,7 +89,7 @@ def main() -> int:
 
 COLS = [("split", "split", ""), ("B", "B", "d"), ("mode", "mode", ""), ("off_s", "off s", ".3f"),
         ("compact_s", "compact s", ".3f"), ("ratio", "compact/off", ".2f"), ("live", "live rows", ".2f"),
-        ("same_tokens", "same tokens", "")]
+        ("rows_differ", "rows differing", "d"), ("rows", "of rows", "d")]
 
 if __name__ == "__main__":
     sys.exit(main())

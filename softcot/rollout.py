@@ -14,11 +14,13 @@ Slot layout (every row has the same S slots; a slot is one model input position)
 Holes carry attention_mask 0 and are skipped by position_ids, so each row sees exactly its own
 contiguous sequence; the teacher-forced pass replays the same layout, masks and positions.
 
-Compaction (`RolloutConfig.compact`, on with `preallocate`): once a fifth of the computed rows have ended
-their CoT, the live rows move to the front of the KV cache and mask and later steps compute only those; the
-answer phase puts every row back in prompt order. The bookkeeping, the columns above and the random draws
-(one per row per step, whatever the row holds) stay in prompt order, so the tokens are those of the
-uncompacted rollout.
+Compaction (`RolloutConfig.compact`, off by default; needs `preallocate`): once a fifth of the computed rows
+have ended their CoT, the live rows move to the front of the KV cache and mask and later steps compute only
+those; the answer phase puts every row back in prompt order. The bookkeeping, the columns above and the
+random draws (one per row per step, whatever the row holds) stay in prompt order, so the tokens are those of
+the uncompacted rollout up to float rounding: a matmul over fewer rows may round differently (~1e-6), and
+in soft mode such a difference can grow over a long CoT into another token (bench/bench_compact.py counts
+the rows). It saves 10-20% of a 256-512-row CPU rollout; it is off so that results stay bit-reproducible.
 
 Ending the CoT: the marker ("The final answer is:") is searched in the sampled text (hard) or in the
 greedy shadow (soft/fuzzy: argmax of each step's p). Only rows whose newest token contains the marker's
@@ -53,8 +55,8 @@ class RolloutConfig:
     record_entropy: bool = False               # per-step entropy of the next-token distribution
     preallocate: bool = True                   # KV cache and mask allocated once for the longest rollout and
                                                # filled in place (false: plain DynamicCache, same results)
-    compact: bool = True                       # with preallocate: rows whose CoT has ended leave the batch that
-                                               # the model computes (same tokens and random stream; speed only)
+    compact: bool = False                      # with preallocate: rows whose CoT has ended leave the batch that
+                                               # the model computes (speed; same random stream, but see below)
 
     def validate(self, prefix: str = "") -> None:
         require(self.max_cot_tokens >= 1, prefix + "max_cot_tokens", f"got {self.max_cot_tokens}; must be >= 1")
