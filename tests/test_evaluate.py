@@ -304,6 +304,31 @@ def test_judge_cases(completion, gold, expected):
         assert judge(boxed, gold) == (expected == CORRECT)
 
 
+def test_judge_memoises_verdicts_but_not_failures(monkeypatch):
+    """A repeated (pred, gold) is judged once; a crash inside Math-Verify is reported every time (None reward)."""
+    import math_verify
+
+    from softcot import rewards
+    rewards._judge.cache_clear()
+    calls = []
+    real_verify = math_verify.verify
+    monkeypatch.setattr(math_verify, "verify", lambda *a, **k: (calls.append(1), real_verify(*a, **k))[1])
+    assert math_reward(["p"] * 4, ["\\boxed{7}", "\\boxed{7}", "\\boxed{8}", "\\boxed{7}"],
+                       answer=["7", "7", "7", "7"]) == [100.0, 100.0, 10.0, 100.0]
+    assert len(calls) == 2                       # (7, 7) and (8, 7)
+
+    def boom(*a, **k):
+        calls.append(1)
+        raise RuntimeError("judge crashed")
+    monkeypatch.setattr(math_verify, "verify", boom)
+    calls.clear()
+    assert math_reward(["p"] * 2, ["\\boxed{5}", "\\boxed{5}"], answer=["6", "6"]) == [None, None]
+    assert len(calls) == 2                       # not memoised: judged (and reported) twice
+    with pytest.raises(rewards.JudgeError, match="judge crashed"):
+        judge("5", "6")
+    rewards._judge.cache_clear()
+
+
 # --------------------------------------------------------------------------- SmolLM2-135M-Instruct on GSM8K
 
 @pytest.fixture(scope="module")
