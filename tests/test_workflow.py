@@ -88,7 +88,10 @@ def test_slurm_profile_plans_gpus_on_training_and_evaluation(preset):
         if rule == "evaluate":
             assert "gpu=1" in res
             seen.add(rule)
-    assert seen == {"train", "evaluate"}
+        if rule == "export":        # no resources of its own: the profile's default-resources must reach it
+            assert "mem_mb=16000" in res and "runtime=60" in res
+            seen.add(rule)
+    assert seen == {"train", "evaluate", "export"}
 
 
 BAD_CONFIGS = [
