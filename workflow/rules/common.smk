@@ -1,4 +1,4 @@
-# Helpers, wildcard constraints and config validation. Rules live in the other .smk files.
+# Helpers, wildcard constraints, shared constants and config validation. Rules live in the other .smk files.
 
 import json
 import os
@@ -31,6 +31,11 @@ SETTINGS = config["eval"]["settings"]
 TEST_SETS = config["data"]["test_sets"]
 OOD_SETS = config["data"]["ood_sets"]
 ENV = "../../envs/softcot.yaml"
+
+
+# Arguments shared by every table (and the study table) and by the figures that read evaluations.
+TABLE_ENV_ARGS = "--test-sets " + " ".join(TEST_SETS) + (f" --preset {config['preset']}" if config.get("preset") else "")
+FIG_ARGS = "--test-sets " + " ".join(TEST_SETS)
 
 
 wildcard_constraints:
