@@ -94,6 +94,39 @@ def test_slurm_profile_plans_gpus_on_training_and_evaluation(preset):
     assert seen == {"train", "evaluate", "export"}
 
 
+WRITER_CASES = [   # (section, --model, overrides, the YAML content expected): one per rule that writes a config
+    ({"seed": 0, "steps": 6}, None, ["threads=2"], {"seed": 0, "steps": 6, "threads": 2}),           # pretrain_base
+    ({"seed": 0}, None, [], {"seed": 0}),                                                           # toy_data
+    ({"steps": 4, "optim": {"lr": 1e-5}}, {}, [], {"steps": 4, "optim": {"lr": 1e-5}}),              # train_config, toy
+    ({"n_samples": 32, "model": {"dtype": "bf16", "name_or_path": "own"}},                          # eval_config, preset
+     {"name_or_path": "meta/m", "chat_template": False}, [],
+     {"n_samples": 32, "model": {"chat_template": False, "dtype": "bf16", "name_or_path": "own"}}),
+    ({"a": {"b": 1}}, {"name_or_path": "m"}, ["a.c=2", "model.name_or_path=z"],                     # overrides last
+     {"a": {"b": 1, "c": 2}, "model": {"name_or_path": "z"}}),
+]
+
+
+@pytest.mark.parametrize("section,model,overrides,expected", WRITER_CASES)
+def test_config_writer_writes_the_sorted_yaml_of_its_section(tmp_path, section, model, overrides, expected):
+    import json
+    import sys
+    out = tmp_path / "sub" / "cfg.yaml"
+    args = [sys.executable, str(ROOT / "workflow/scripts/write_yaml.py"), str(out), json.dumps(section), *overrides]
+    if model is not None:
+        args += ["--model", json.dumps(model)]
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == yaml.safe_dump(expected, sort_keys=True).encode()
+    assert [f.name for f in out.parent.iterdir()] == ["cfg.yaml"]          # written atomically: no temp file left
+
+
+def test_config_writer_names_a_bad_argument(tmp_path):
+    import sys
+    p = subprocess.run([sys.executable, str(ROOT / "workflow/scripts/write_yaml.py"), str(tmp_path / "x.yaml"), "{}",
+                        "--model", "[1]"], capture_output=True, text=True)
+    assert p.returncode != 0 and "--model must be a JSON object" in p.stderr and not (tmp_path / "x.yaml").exists()
+
+
 BAD_CONFIGS = [
     ("train:\n  modes: [lukewarm]\n", "modes"),
     ("train:\n  seeds: []\n", "seeds"),
