@@ -5,12 +5,25 @@ import os
 import shlex
 from pathlib import Path
 
+from snakemake.common.configfile import load_configfile
 from snakemake.utils import validate
 
 from softcot import runs
+from softcot.config_layers import resolve
 
 
+def _resolve_config_layers():
+    """Rebuild the config so that each --configfile's `extends:` base (a preset overlay's config/paper_base.yaml)
+    lies beneath that file: config.yaml < base < overlay < later --configfile < --config. Snakemake itself
+    knows no such key. The dict is updated in place: Snakemake and every helper hold this same object."""
+    cli_files = list(workflow.overwrite_configfiles)
+    own_files = [] if workflow.config_settings.replace_workflow_config else workflow.configfiles[len(cli_files):]
+    layered = resolve(own_files, cli_files, workflow.config_settings.config, loader=load_configfile)
+    config.clear()
+    config.update(layered)
 
+
+_resolve_config_layers()
 validate(config, "../schemas/config.schema.yaml")
 
 # A second, semantic check with softcot's own typed configs (e.g. k > n, tau <= 0, missing files):
