@@ -46,9 +46,10 @@ OOD_SETS = config["data"]["ood_sets"]
 ENV = "../../envs/softcot.yaml"
 
 
-# Arguments shared by every table (and the study table) and by the figures that read evaluations.
-TABLE_ENV_ARGS = "--test-sets " + " ".join(TEST_SETS) + (f" --preset {config['preset']}" if config.get("preset") else "")
+# Arguments of the commands that read evaluations: the figures' test sets; the tables' (and the study's) also
+# name the paper preset, whose own rows they print beside ours.
 FIG_ARGS = "--test-sets " + " ".join(TEST_SETS)
+TABLE_ENV_ARGS = FIG_ARGS + (f" --preset {config['preset']}" if config.get("preset") else "")
 
 
 wildcard_constraints:
