@@ -1,4 +1,6 @@
-"""Benchmark loaders: real files in ../shared/data, hub-layout fixtures, bad rows, the offline error, the CLI."""
+"""softcot.benchmarks: real files in ../shared/data, hub-layout fixtures, bad rows, the offline error,
+multiple-choice records for the OOD checks, and `softcot prepare-data` (its exit code on bad data is in
+tests/test_cli.py)."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from softcot.benchmarks import BENCHMARKS, Records, last_boxed, load_benchmark, main, olympiad_keep
-from softcot.io import DataError, read_jsonl
+from softcot import data as data_mod
+from softcot.benchmarks import (BENCHMARKS, Records, last_boxed, load_benchmark, load_choice_records, main,
+                                olympiad_keep)
+from softcot.io import DataError, read_jsonl, write_jsonl
+from tests.helpers import FIXTURES, MC_RECORDS, SHARED_DATA
 
-HUB = Path(__file__).resolve().parent / "fixtures" / "hub"
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+HUB = FIXTURES / "hub"
+DATA = SHARED_DATA
 
 real_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared benchmark data not found at {DATA}")
 
@@ -171,7 +176,7 @@ def test_malformed_rows(name, file, row, column, n_ok, n_bad):
     msg = str(e.value)
     assert file in msg and f"row {row}:" in msg and f"'{column}'" in msg and "fix:" in msg
     rows = load_benchmark(name, str(path), on_bad_row="skip")
-    assert isinstance(rows, Records) and len(rows) == n_ok and len(rows.skipped) == n_bad
+    assert isinstance(rows, data_mod.Records) and len(rows) == n_ok and len(rows.skipped) == n_bad
     assert rows.skipped[0][:2] == (str(path), row)
 
 
@@ -236,9 +241,52 @@ def test_cli_writes_jsonl(tmp_path, capsys):
 
     out = tmp_path / "gsm.jsonl"
     bad = str(HUB / "malformed" / "gsm8k_test.jsonl")
-    assert main(["--benchmark", "gsm8k", "--path", bad, "--out", str(out)]) == 1
-    assert not out.exists() and "row 2" in capsys.readouterr().err
+    with pytest.raises(DataError, match=r"gsm8k_test\.jsonl, row 2:"):
+        main(["--benchmark", "gsm8k", "--path", bad, "--out", str(out)])
+    assert not out.exists()
     assert main(["--benchmark", "gsm8k", "--path", bad, "--on-bad-row", "skip", "--limit", "1", "--out", str(out)]) == 0
     assert [json.loads(line)["answer"] for line in out.read_text().splitlines()] == ["2"]
     printed = capsys.readouterr().out
     assert "1 rows" in printed and "skipped 0" in printed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Multiple-choice records (softcot ood)
+
+def test_records_are_the_data_modules():
+    assert Records is data_mod.Records
+
+
+def test_load_choice_records_from_a_normalised_file(tmp_path):
+    f = tmp_path / "mc.jsonl"
+    write_jsonl(f, MC_RECORDS)
+    assert load_choice_records("toy", f, limit=2) == MC_RECORDS[:2]
+    write_jsonl(f, [{k: v for k, v in r.items() if k not in ("id", "source")} for r in MC_RECORDS])
+    rows = load_choice_records("toy", f)
+    assert [r["id"] for r in rows] == ["0", "1", "2", "3"] and {r["source"] for r in rows} == {"toy"}
+
+
+def test_load_choice_records_errors(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, [MC_RECORDS[0], {**MC_RECORDS[1], "label": 7}])
+    with pytest.raises(DataError, match=r"bad\.jsonl, row 2: need a question"):
+        load_choice_records("toy", bad)
+    plain = tmp_path / "plain.jsonl"
+    write_jsonl(plain, [{"question": "q", "answer": "1"}])
+    with pytest.raises(DataError, match="not a known multiple-choice benchmark"):
+        load_choice_records("gsm8k", plain)
+    with pytest.raises(DataError, match=r"arc: .*missing\.jsonl does not exist"):
+        load_choice_records("arc", tmp_path / "missing.jsonl")
+
+
+def test_load_choice_records_reads_raw_benchmark_files():
+    rows = load_choice_records("arc_challenge", HUB / "arc" / "ARC-Challenge" / "test.jsonl", limit=2)
+    assert [r["id"] for r in rows] == ["Mercury_1", "NYSEDREGENTS_2"] and [r["label"] for r in rows] == [1, 3]
+    assert load_choice_records("mmlu", HUB / "mmlu")[0]["choices"][1] == "4"
+
+
+@real_data
+@pytest.mark.real
+def test_load_choice_records_reads_the_real_arc_file():
+    rows = load_choice_records("arc_challenge", DATA / "arc_challenge" / "ARC-Challenge-Test.jsonl", limit=3)
+    assert len(rows) == 3 and rows[0]["source"] == "arc" and isinstance(rows[0]["label"], int)

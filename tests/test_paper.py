@@ -1,7 +1,8 @@
-"""softcot/paper_tables.yaml against the shared notes ../shared/paper-tables.md, value by value.
+"""softcot.paper: softcot/paper_tables.yaml against the paper's tables, value by value.
 
-The markdown is parsed here on its own (not with the code that wrote the YAML), so a typo on
-either side shows up as a mismatch.
+The reference is tests/fixtures/paper-tables.md, a verbatim copy of the table sections of the shared notes
+../shared/paper-tables.md (checked against them where they exist). The markdown is parsed here on its own
+(not with the code that wrote the YAML), so a typo on either side shows up as a mismatch.
 """
 import re
 from pathlib import Path
@@ -9,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from softcot.paper import load_paper_tables, paper_presets, paper_rows
+from tests.helpers import FIXTURES, SHARED
 
-MD = Path(__file__).resolve().parents[1].parent / "shared" / "paper-tables.md"
+MD = FIXTURES / "paper-tables.md"
+SHARED_MD = SHARED / "paper-tables.md"
 NINE = ["HG", "HS", "HS32", "FG", "FS", "FS32", "SG", "SS", "SS32"]
 ALL_PRESETS = {"llama3b": ["llama3b_gsm8k", "llama3b_math", "llama3b_deepscaler"],
                "llama8b": ["llama8b_gsm8k"], "qwen3b": ["qwen3b_math"]}
@@ -19,11 +22,25 @@ FAMILY = {"Llama3.2-3B-Inst": "llama3b", "Llama3B": "llama3b", "Llama3.1-8B-Inst
 DATA = {"gsm8k": "gsm8k", "math": "math", "deepscaler": "deepscaler", "dsr": "deepscaler"}
 
 
+def _table_part(path: Path) -> str:
+    """Everything from the first "## Table" heading on: the reference rows and notes."""
+    text = path.read_text(encoding="utf-8")
+    start = re.search(r"^## Table 1 ", text, re.M)
+    assert start, f"{path}: no '## Table 1' heading"
+    return text[start.start():]
+
+
+def test_fixture_equals_the_shared_notes():
+    if not SHARED_MD.is_file():
+        pytest.skip(f"{SHARED_MD} is absent (the shared notes are not part of a clean clone); the fixture "
+                    f"{MD.relative_to(FIXTURES.parent.parent)} is the reference")
+    assert _table_part(MD) == _table_part(SHARED_MD), \
+        f"{MD} differs from {SHARED_MD}: copy the '## Table' sections of the shared notes into the fixture"
+
+
 def _sections() -> dict:
-    if not MD.is_file():
-        pytest.skip(f"{MD} is absent (the shared paper notes are not part of a clean clone)")
     secs, cur = {}, None
-    for line in MD.read_text(encoding="utf-8").splitlines():
+    for line in _table_part(MD).splitlines():
         head = re.match(r"^## Table (\d+) \S (.+)$", line)
         if head:
             cur = f"table{head.group(1)}"

@@ -41,7 +41,7 @@ def test_large_n_is_stable():
     # C(1000, 500) overflows a float; the product form does not need it.
     got = pass_at_k(1000, 3, 500)
     assert got == pytest.approx(closed_form(1000, 3, 500), abs=1e-12)
-    assert 0 <= pass_at_k(1000, 1, 1) <= 1
+    assert pass_at_k(1000, 1, 1) == pytest.approx(1 / 1000, abs=1e-15)
 
 
 def test_monotone_in_k():
