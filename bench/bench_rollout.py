@@ -66,7 +66,7 @@ class DecoderClock:
     which perturbs the timing: off there unless asked for."""
 
     def __init__(self, model, device):
-        from softcot.rollout import decoder_of
+        from softcot.modeling import decoder_of
         self.device = device
         self.reset()
         body = decoder_of(model)

@@ -118,7 +118,7 @@ def profiled_step(step: Step, device, profile_ops: bool = True) -> dict:
     (a second step under torch.profiler)."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
-    from softcot.rollout import decoder_of
+    from softcot.modeling import decoder_of
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     res = {p: {"wall_s": 0.0, "model_fwd_s": 0.0, "head_s": 0.0, "wall_prof_s": 0.0, "aten_self_cpu_s": 0.0,
                "gpu_kernel_s": 0.0, "n_aten_ops": 0, "top_ops": {}} for p in PHASES}

@@ -37,9 +37,12 @@ def code_key(fn):
 
 
 def categorise(stats: pstats.Stats, model, method: str) -> dict:
+    import softcot.kvcache as kv
+    import softcot.modeling as modeling
     import softcot.modes as modes
     import softcot.rollout as ro
-    from softcot.rollout import decoder_of
+    import softcot.stopping as stopping
+    from softcot.modeling import decoder_of
     st = stats.stats          # {(file, line, name): (cc, nc, tt, ct, callers)}
     cum = lambda k: st[k][3] if k in st else 0.0        # noqa: E731
     tot = lambda k: st[k][2] if k in st else 0.0        # noqa: E731
@@ -62,11 +65,14 @@ def categorise(stats: pstats.Stats, model, method: str) -> dict:
         from transformers.generation import utils as gu
         cat["loop body (self)"] = tot(code_key(gu.GenerationMixin._sample))
     else:
-        cat["LM head"] = cum(code_key(ro.lm_logits))
+        cat["LM head"] = cum(code_key(modeling.lm_logits))
         cat["sampling"] = cum(code_key(ro._sample))
         cat["p E mixture"] = cum(code_key(modes.mix))
-        cat["marker tail checks"] = cum(code_key(ro.ends_with_marker))
-        cat["loop body (self)"] = tot(code_key(ro.rollout))
+        cat["marker tail checks"] = cum(code_key(stopping.ends_with_marker))
+        phases = (ro.rollout, ro._prefill_prompts, ro._cot_step, ro._next_cot_input, ro._detect_end,
+                  ro._answer_prefill, ro._answer_steps, ro._assemble, kv.Decoder.forward, kv.Decoder.step,
+                  kv.Decoder.maybe_compact)
+        cat["loop body (self)"] = sum(tot(code_key(f)) for f in phases)
     cat["device->host syncs"] = syncs
     cat["host->device"] = h2d
     tokcalls = sum(v[3] for k, v in st.items() if "tokenization_utils" in k[0] and k[2] in ("__call__", "batch_decode"))

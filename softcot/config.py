@@ -1,17 +1,15 @@
-"""Typed configs: dataclasses filled from YAML plus `key=value` overrides, validated before any work.
+"""The config loader: dataclasses filled from YAML plus `key=value` overrides, validated before any work.
 
-    cfg = load_config(TrainConfig, "train.yaml", ["mode=soft", "rollout.max_cot_tokens=64"])
+    cfg = load_config(TrainConfig, "train.yaml", ["mode.kind=soft", "rollout.max_cot_tokens=64"])
 
 Every error names the key path (`rollout.max_cot_tokens`), what was given and what is allowed, so a typo
-in a config fails in a second instead of after an hour on a cluster. `softcot validate-config` checks a
-file without running anything.
+in a config fails in a second instead of after an hour on a cluster. The typed configs themselves live in
+softcot.schema; `softcot validate-config` checks a file without running anything.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
-import sys
 import types
 import typing
 from pathlib import Path
@@ -43,13 +41,6 @@ class ConfigError(ValueError):
     """A config value that cannot be used. The message names the key and what is allowed."""
 
 
-def cli_error(e: Exception) -> int:
-    """What a sub-command does with a ConfigError or softcot.io.DataError: one line on stderr, exit code 2."""
-    from softcot.io import DataError
-    print(f"{'data' if isinstance(e, DataError) else 'config'} error: {e}", file=sys.stderr)
-    return 2
-
-
 def _type_name(tp) -> str:
     origin = get_origin(tp)
     if origin is Literal:
@@ -70,12 +61,11 @@ def _coerce(value: Any, tp, key: str):
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for arg in get_args(tp):
             try:
                 return _coerce(value, arg, key)
-            except ConfigError as e:
-                errors.append(e)
+            except ConfigError:
+                pass
         raise ConfigError(f"{key}: got {value!r}; allowed: {_type_name(tp)}")
     if tp is type(None):
         if value is None:
@@ -129,11 +119,24 @@ def from_dict(cls, data: dict, prefix: str = ""):
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{prefix}{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(fields))}")
-    kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
+    kwargs = {}
+    for name, value in data.items():
+        default = _default(fields[name])
+        if isinstance(value, dict) and dataclasses.is_dataclass(default):
+            # A partial section keeps the field's own default for the keys it leaves out (EvalConfig's
+            # rollout defaults differ from RolloutConfig's), not the nested class's defaults.
+            value = {**dataclasses.asdict(default), **value}
+        kwargs[name] = _coerce(value, hints[name], prefix + name)
     obj = cls(**kwargs)
     if hasattr(obj, "validate"):
         obj.validate(prefix)
     return obj
+
+
+def _default(f: dataclasses.Field):
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def to_dict(obj) -> dict:
@@ -169,11 +172,24 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(cls, path: str | Path | None = None, overrides: list[str] | None = None, section: str | None = None):
-    """Read YAML `path` (optionally one `section` of it), apply overrides, build and validate `cls`."""
+def merge(base: dict, over: dict) -> dict:
+    """Nested update of `base` by `over`, in place: a mapping in `over` updates the mapping in `base`."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def load_config(cls, path: str | Path | None = None, overrides: list[str] | None = None,
+                section: str | None = None, flags: dict | None = None):
+    """Read YAML `path` (optionally one `section` of it), merge `flags` (a nested mapping, e.g. from command-line
+    flags), apply `key=value` overrides, then build and validate `cls`. Errors name the file and the key."""
     data = read_yaml(path) if path else {}
     if section is not None:
         data = data.get(section) or {}
+    merge(data, flags or {})
     data = apply_overrides(data, overrides or [])
     where = f"{path}: " if path else ""
     try:
@@ -185,23 +201,3 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | None
 def require(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: {msg}")
-
-
-def main(argv: list[str]) -> int:
-    """softcot validate-config --kind train|eval FILE [key=value ...]"""
-    ap = argparse.ArgumentParser(prog="softcot validate-config", description="Check a config without running it.")
-    ap.add_argument("--kind", choices=["train", "eval"], default="train")
-    ap.add_argument("config")
-    ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args(argv)
-    try:
-        if args.kind == "train":
-            from softcot.trainer import TrainConfig
-            load_config(TrainConfig, args.config, args.overrides)
-        else:   # eval_config keeps the evaluation defaults for a partial rollout section
-            from softcot.evaluate import eval_config
-            eval_config(apply_overrides(read_yaml(args.config), args.overrides))
-    except ConfigError as e:
-        return cli_error(e)
-    print(f"{args.config}: ok")
-    return 0

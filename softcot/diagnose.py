@@ -1,13 +1,16 @@
-"""Estimator diagnostics (issue 7): gradient signal-to-noise per CoT mode and per loss term.
+"""Estimator diagnostics: gradient signal-to-noise per CoT mode and per loss term, and where the sampled
+diversity comes from.
 
     softcot diagnose --model results/toy/base --data results/toy/data/train.jsonl --modes hard soft fuzzy \
         --batches 20 --prompts 8 --group 8 --template toy --out results/toy/study/snr.json
+
+Every flag is also a DiagnoseConfig key (`--config FILE`, `key=value` overrides).
 
 For each mode, `--batches` independent batches (B prompts x G rollouts, RLOO advantages, the paper's loss)
 give gradient estimates g_1..g_n of the same expected gradient, at fixed parameters. Reported:
   snr        |mean g|^2 / mean |g|^2      (1 = noiseless; about 1/n for pure noise, so compare with snr_null)
   snr_unbiased  (|mean g|^2 - tr(Cov)/n) / mean |g|^2, an unbiased numerator: about 0 for pure noise, so it
-             compares across different n (the issue-7 prototype's soft and fuzzy values match this form)
+             compares across different n
   cos        mean cosine between the estimates of independent batch pairs
   grad_norm  mean |g|
 each for the whole loss and for each term alone (CoT log-density / log-prob, answer log-prob), plus a null
@@ -25,20 +28,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
 
 import torch
 
+from softcot.config import load_config
+from softcot.data import load_records
 from softcot.io import write_json
-from softcot.loss import Scorer, rloo_advantages
-from softcot.modeling import ModelConfig, load_model
-from softcot.modes import CoTMode
+from softcot.loss import Scorer, backward_microbatches, rloo_advantages
+from softcot.modeling import ModelConfig, load_model, model_fields
 from softcot.passk import pass_at_k
 from softcot.prompt import build_prompt
-from softcot.rewards import CORRECT, load_reward
-from softcot.rollout import RolloutConfig, rollout
-from softcot.trainer import _columns, load_records
+from softcot.rewards import CORRECT, call_reward, load_reward
+from softcot.rollout import rollout
+from softcot.schema import DEFAULT_GAMMA, CoTMode, DiagnoseConfig, RolloutConfig
 
 
 def _flat_grad(model) -> torch.Tensor:
@@ -76,16 +78,16 @@ def gradient_estimates(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, 
         texts = [build_prompt(r["question"], template) for r in recs]
         model.eval()
         ro = rollout(model, tok, texts, mode, rcfg, generator=g)
-        rewards = reward_fn(texts, ro.completions, **_columns(recs))
+        rewards = call_reward(reward_fn, texts, ro.completions, recs, completion_ids=ro.completion_ids)
         rewards_seen += [r for r in rewards if r is not None]
         adv = rloo_advantages(rewards, group)
         null = adv[torch.randperm(len(adv), generator=pick)]
         n = len(adv)
-        for key, fn in (("total", lambda t: adv * (t["cot"] + t["answer"])), ("cot", lambda t: adv * t["cot"]),
-                        ("answer", lambda t: adv * t["answer"]), ("null", lambda t: null * (t["cot"] + t["answer"]))):
+        for key, a, terms_of in (("total", adv, lambda t: t["cot"] + t["answer"]), ("cot", adv, lambda t: t["cot"]),
+                                 ("answer", adv, lambda t: t["answer"]),
+                                 ("null", null, lambda t: t["cot"] + t["answer"])):
             model.zero_grad(set_to_none=True)
-            terms = scorer(ro)
-            (-(fn(terms)).sum() / n).backward()
+            backward_microbatches(scorer, [ro], a, n, lambda t, a, f=terms_of: -(a * f(t)).sum() / n)
             out[key].append(_flat_grad(model))
     model.zero_grad(set_to_none=True)
     res = {key: _stats(gs) for key, gs in out.items()}
@@ -103,7 +105,7 @@ DIVERSITY_CONDITIONS = {            # name: (sampled CoT, answer temperature)
 
 @torch.no_grad()
 def diversity_sources(model, tok, records, kind: str, rcfg: RolloutConfig, template: str, n: int, prompts: int,
-                      seed: int, reward_fn, gamma: float = 0.33) -> dict:
+                      seed: int, reward_fn, gamma: float = DEFAULT_GAMMA) -> dict:
     """pass@1, pass@n and distinct answers / CoTs per prompt, for each condition of DIVERSITY_CONDITIONS."""
     recs = records[:prompts]
     out = {}
@@ -115,7 +117,7 @@ def diversity_sources(model, tok, records, kind: str, rcfg: RolloutConfig, templ
         texts = [build_prompt(r["question"], template) for r in rows]
         model.eval()
         ro = rollout(model, tok, texts, mode, cfg, generator=g)
-        rewards = reward_fn(texts, ro.completions, **_columns(rows))
+        rewards = call_reward(reward_fn, texts, ro.completions, rows, completion_ids=ro.completion_ids)
         p1, pn, answers, cots = [], [], [], []
         for i in range(len(recs)):
             sl = slice(i * n, (i + 1) * n)
@@ -130,47 +132,48 @@ def diversity_sources(model, tok, records, kind: str, rcfg: RolloutConfig, templ
     return out
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="softcot diagnose", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--modes", nargs="+", default=["hard", "soft", "fuzzy"])
-    ap.add_argument("--gamma", type=float, default=0.33)
-    ap.add_argument("--batches", type=int, default=20)
-    ap.add_argument("--prompts", type=int, default=8)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--max-cot-tokens", type=int, default=64)
-    ap.add_argument("--max-answer-tokens", type=int, default=8)
-    ap.add_argument("--template", default="paper")
-    ap.add_argument("--reward", default="softcot.rewards:math_reward")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--diversity", type=int, default=0, metavar="N",
-                    help="also measure the sources of diversity with N samples per prompt (0 = skip)")
-    ap.add_argument("--diversity-prompts", type=int, default=64)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model, tok = load_model(ModelConfig(name_or_path=args.model), device="cpu", dtype=torch.float32)
-    records = load_records(args.data)
-    rcfg = RolloutConfig(max_cot_tokens=args.max_cot_tokens, max_answer_tokens=args.max_answer_tokens)
-    reward_fn = load_reward(args.reward)
-    result = {"config": vars(args), "modes": {}}
-    for kind in args.modes:
-        mode = CoTMode(kind, gamma=args.gamma)
-        r = gradient_estimates(model, tok, records, mode, rcfg, args.template, args.prompts, args.group,
-                               args.batches, args.seed, reward_fn)
+def diagnose(cfg: DiagnoseConfig) -> dict:
+    """Gradient statistics (and, with `diversity`, the diversity sources) of every mode in `cfg.modes`."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model, tok = load_model(ModelConfig(**model_fields(cfg.model, None)), device="cpu", dtype=torch.float32)
+    records = load_records(cfg.data)
+    rcfg = RolloutConfig(max_cot_tokens=cfg.max_cot_tokens, max_answer_tokens=cfg.max_answer_tokens)
+    reward_fn = load_reward(cfg.reward)
+    result = {"config": dataclasses.asdict(cfg), "modes": {}}
+    for kind in cfg.modes:
+        r = gradient_estimates(model, tok, records, CoTMode(kind, gamma=cfg.gamma), rcfg, cfg.template, cfg.prompts,
+                               cfg.group, cfg.batches, cfg.seed, reward_fn)
         result["modes"][kind] = r
         print(f"{kind:6s} snr {r['total']['snr']:.4f} (null {r['null']['snr']:.4f}; unbiased "
               f"{r['total']['snr_unbiased']:.4f}, null {r['null']['snr_unbiased']:.4f})  "
               f"cot {r['cot']['snr']:.4f} |g| {r['cot']['grad_norm']:.3g}  "
               f"answer {r['answer']['snr']:.4f} |g| {r['answer']['grad_norm']:.3g}  reward {r['reward_mean']:.1f}")
-        if args.diversity:
-            r["diversity"] = diversity_sources(model, tok, records, kind, rcfg, args.template, args.diversity,
-                                               args.diversity_prompts, args.seed, reward_fn, args.gamma)
+        if cfg.diversity:
+            r["diversity"] = diversity_sources(model, tok, records, kind, rcfg, cfg.template, cfg.diversity,
+                                               cfg.diversity_prompts, cfg.seed, reward_fn, cfg.gamma)
             for name, d in r["diversity"].items():
                 print(f"       {name:16s} " + "  ".join(f"{k} {v:.3f}" for k, v in d.items()))
-    write_json(args.out, result)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="softcot diagnose", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="YAML file with DiagnoseConfig keys")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. batches=40 gamma=1.0")
+    for key in ("model", "data", "template", "reward"):
+        ap.add_argument(f"--{key}")
+    ap.add_argument("--modes", nargs="+")
+    ap.add_argument("--gamma", type=float)
+    for key in ("batches", "prompts", "group", "max-cot-tokens", "max-answer-tokens", "seed", "threads",
+                "diversity-prompts"):
+        ap.add_argument(f"--{key}", type=int)
+    ap.add_argument("--diversity", type=int, metavar="N",
+                    help="also measure the sources of diversity with N samples per prompt (0 = skip)")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_intermixed_args(argv)
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "overrides", "out") and v is not None}
+    cfg = load_config(DiagnoseConfig, args.config, args.overrides, flags=flags)
+    write_json(args.out, diagnose(cfg))
     return 0

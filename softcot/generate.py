@@ -13,17 +13,17 @@ import sys
 
 import torch
 
-from softcot.config import ConfigError, cli_error
-from softcot.modeling import ModelConfig, load_model
-from softcot.modes import SETTINGS, CoTMode
-from softcot.prompt import build_prompt
+from softcot.config import ConfigError
+from softcot.modeling import ModelConfig, load_model, model_fields
+from softcot.prompt import TEMPLATES, build_prompt, resolve_template
 from softcot.rewards import extract_boxed
-from softcot.rollout import RolloutConfig, rollout
+from softcot.rollout import rollout
+from softcot.schema import DEFAULT_GAMMA, SETTINGS, CoTMode, RolloutConfig
 
 
 def generate(model, tok, questions: list[str], settings: list[str], template: str, rcfg: RolloutConfig,
              seed: int = 0, chat_template: bool = False, add_special_tokens: bool = True,
-             gamma: float = 0.33) -> list[dict]:
+             gamma: float = DEFAULT_GAMMA) -> list[dict]:
     """One dict per (question, setting): question, setting, cot, answer, boxed, cot_len, stopped_by_marker."""
     prompts = [build_prompt(q, template, tok, chat_template) for q in questions]
     out = []
@@ -58,8 +58,6 @@ def _format_one(r: dict) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    from softcot.evaluate import model_fields
-    from softcot.prompt import TEMPLATES, resolve_template
     ap = argparse.ArgumentParser(prog="softcot generate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model directory, hub id, or 'smollm2'")
@@ -67,26 +65,23 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated inference settings")
     ap.add_argument("--template", default="paper", help="paper | toy | a string containing {question}")
     ap.add_argument("--max-cot-tokens", type=int, default=256)
-    ap.add_argument("--gamma", type=float, default=0.33)
+    ap.add_argument("--gamma", type=float, default=DEFAULT_GAMMA)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chat-template", action="store_true", help="wrap the prompt in the tokenizer's chat template")
     ap.add_argument("--threads", type=int)
     ap.add_argument("questions", nargs="+")
     args = ap.parse_args(argv)
-    try:
-        settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-        bad = [s for s in settings if s not in SETTINGS]
-        if bad or not settings:
-            raise ConfigError(f"settings: unknown {bad}; allowed: {', '.join(SETTINGS)}")
-        template = resolve_template(args.template)
-        if "{question}" not in template:
-            raise ConfigError(f"template: must contain {{question}} or be one of {' | '.join(TEMPLATES)}")
-        cfg = ModelConfig(**model_fields(args.model, args.gguf), chat_template=args.chat_template)
-        cfg.validate("model.")
-        rcfg = RolloutConfig(max_cot_tokens=args.max_cot_tokens, answer_temperature=0.0)
-        rcfg.validate("")
-    except ConfigError as e:
-        return cli_error(e)
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    bad = [s for s in settings if s not in SETTINGS]
+    if bad or not settings:
+        raise ConfigError(f"--settings: unknown {bad}; allowed: {', '.join(SETTINGS)}")
+    template = resolve_template(args.template)
+    if "{question}" not in template:
+        raise ConfigError(f"--template: must contain {{question}} or be one of {' | '.join(TEMPLATES)}")
+    cfg = ModelConfig(**model_fields(args.model, args.gguf), chat_template=args.chat_template)
+    cfg.validate("--model: ")
+    rcfg = RolloutConfig(max_cot_tokens=args.max_cot_tokens, answer_temperature=0.0)
+    rcfg.validate("--max-cot-tokens ")
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tok = load_model(cfg)

@@ -1,4 +1,4 @@
-"""The training objective (method.md §3): teacher-forced rescoring, exact densities, RLOO.
+"""The training objective: teacher-forced rescoring, exact densities, RLOO.
 
 For each rollout g, l_g = sum_t log pi(input_t | prefix) + sum_j log pi(a_j | prefix):
   * soft/fuzzy CoT steps: the Gaussian log-density of the stored noisy input h_t around the mean
@@ -13,13 +13,15 @@ Loss = -(1 / (B G)) sum_g A_g l_g. No KL, no ratio clipping, no std or length no
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 from torch import nn
 
+from softcot.modeling import decoder_of, lm_logits, synced_clock
 from softcot.modes import mix
-from softcot.rollout import Rollout, decoder_of, lm_logits
+from softcot.rollout import Rollout
 
 
 def previous_real_slot(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -151,3 +153,48 @@ def policy_loss(terms: dict[str, torch.Tensor], advantages: torch.Tensor, total_
     """
     l = cot_weight * terms["cot"] + terms["answer"]
     return -(advantages.to(l.device) * l).sum() / total_rollouts
+
+
+def microbatches(rollouts: list[Rollout], advantages: torch.Tensor, size: int):
+    """(rows of one rollout batch, their advantages) in chunks of at most `size` rows, in order."""
+    offset = 0
+    for ro in rollouts:
+        for s in range(0, len(ro), size):
+            rows = list(range(s, min(s + size, len(ro))))
+            yield ro.select(rows), advantages[offset:offset + len(rows)]
+            offset += len(rows)
+
+
+def backward_microbatches(scorer, rollouts: list[Rollout], advantages: torch.Tensor, size: int, loss_fn,
+                          acc=None, scale: float = 1.0) -> dict:
+    """Rescore `rollouts` teacher-forced in micro-batches and backpropagate `loss_fn(terms, adv) * scale`.
+
+    With an accelerate `acc`, forwards run under its autocast, backwards go through it, and gradients are
+    synchronised across processes on the last micro-batch only. Returns the summed terms and loss (floats)
+    and the seconds spent in forwards and backwards."""
+    chunks = list(microbatches(rollouts, advantages, size))
+    stats = {"cot": 0.0, "answer": 0.0, "loss": 0.0, "forward_s": 0.0, "backward_s": 0.0}
+    for i, (sub, adv) in enumerate(chunks):
+        last = i == len(chunks) - 1
+        sync = contextlib.nullcontext() if (acc is None or last or acc.num_processes == 1) else acc.no_sync(scorer)
+        with sync:
+            ta = _now(acc)
+            with (acc.autocast() if acc is not None else contextlib.nullcontext()):
+                terms = scorer(sub)
+                loss = loss_fn(terms, adv) * scale
+            tb = _now(acc)
+            if acc is not None:
+                acc.backward(loss)
+            else:
+                loss.backward()
+            stats["backward_s"] += _now(acc) - tb
+            stats["forward_s"] += tb - ta
+        stats["cot"] += float(terms["cot"].detach().sum())
+        stats["answer"] += float(terms["answer"].detach().sum())
+        stats["loss"] += float(loss.detach()) / scale
+    return stats
+
+
+
+def _now(acc) -> float:
+    return synced_clock(acc.device if acc is not None else None)

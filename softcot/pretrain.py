@@ -1,6 +1,6 @@
 """Pre-train the embedded default's base model: a tiny char-level Llama, from scratch, on the toy demos.
 
-    softcot pretrain --data DATA_DIR --config FILE.yaml --out MODEL_DIR --ckpt-dir CKPT_DIR [--set key=value]
+    softcot pretrain --data DATA_DIR --config FILE.yaml --out MODEL_DIR --ckpt-dir CKPT_DIR [key=value ...]
 
 DATA_DIR is `softcot toy-data` output. Training texts are the demos of the main family (train.jsonl) and of
 the OOD family (ood_train.jsonl; each batch slot is an OOD demo with probability `ood_fraction`), each
@@ -32,63 +32,17 @@ import torch
 
 from softcot.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from softcot.chartok import build_char_tokenizer
-from softcot.io import append_jsonl, atomic_dir, read_jsonl, write_json, write_jsonl
-from softcot.toy import (SEQ_SOURCE, TOY_PROMPT_TEMPLATE, TOY_WORDS, demo_text, format_prompt, is_correct,
-                         load_config_file)
+from softcot.choices import score_choices
+from softcot.config import ConfigError, load_config
+from softcot.io import DataError, append_jsonl, atomic_dir, read_jsonl, write_json, write_jsonl
+from softcot.schema import PretrainConfig
+from softcot.toy import SEQ_SOURCE, TOY_PROMPT_TEMPLATE, TOY_WORDS, demo_text, format_prompt, is_correct
 
 
-@dataclass
-class PretrainConfig:
-    # model
-    hidden_size: int = 96
-    num_layers: int = 3
-    num_heads: int = 4
-    intermediate_size: int = 288
-    max_position_embeddings: int = 256
-    rope_theta: float = 10000.0
-    word_tokens: bool = True         # the marker and "\\boxed{" as single tokens (softcot.toy.TOY_WORDS)
-    # optimisation
-    steps: int = 500
-    batch_size: int = 48
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    warmup: int = 30
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.98)
-    grad_clip: float = 1.0
-    ood_fraction: float = 0.2
-    seed: int = 0
-    # bookkeeping / evaluation
-    ckpt_every: int = 100
-    keep_ckpts: int = 2
-    eval_every: int = 100
-    n_eval: int = 64                 # val questions for the in-training greedy check
-    eval_batch_size: int = 128
-    max_new_tokens: int = 128        # enough for a 6-step CoT (<= ~80 chars) and the boxed answer
-    n_sample: int = 1                # sampled (temperature 1) generations per question in base_eval
-    threads: int = 2
-
-    def validate(self, prefix: str = "") -> None:
-        if len(self.betas) != 2:
-            raise ValueError(f"{prefix}betas: got {list(self.betas)}; need [beta1, beta2]")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
-        for k in ("steps", "batch_size", "ckpt_every", "eval_every", "eval_batch_size", "max_new_tokens", "threads"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k}: got {getattr(self, k)}; need >= 1")
-        if not 0.0 <= self.ood_fraction <= 1.0:
-            raise ValueError(f"ood_fraction: got {self.ood_fraction}; need 0..1")
-
-
-# DEFAULT_PRETRAIN, measured on DEFAULT_TOY data (0.37M parameters, 500 steps x 48 demos of 2-3 operations,
-# 20% of them OOD; char tokenizer with the marker and "\\boxed{" as single tokens):
-#   softcot toy-data --out data && softcot pretrain --data data --out base --ckpt-dir ckpt --set threads=1
-#   base_eval.json: greedy accuracy on 3-4-operation problems val 0.352 (n=128), test 0.414 (n=256), on
-#   5-6 operations (test_hard) 0.063; sampled (temperature 1) test 0.297; OOD multiple choice 0.62 (chance 0.25).
-#   It solves most 3-operation problems and few 4-operation ones (it tends to stop after 3), which is the
-#   room RL has. 110 s of training with 1 thread on a 2-core machine running one other job.
-#   Earlier designs (0.87M parameters stopped mid-training at 350 steps on 3-4-operation demos) gave a base so
-#   fragile that RL's noise alone moved greedy accuracy by +-7 points: see README, "The embedded default".
+# The embedded default's base (0.37M parameters, 500 steps x 48 demos of 2-3 operations, 20% of them OOD; char
+# tokenizer with the marker and "\\boxed{" as single tokens). Its accuracies are in base_eval.json beside the
+# model and in the generated results document: it solves most 3-operation problems and few 4-operation ones
+# (it tends to stop after 3), which is the room RL has.
 DEFAULT_PRETRAIN = PretrainConfig()
 
 # Fields that do not change the trained weights; a resumed run may change them freely.
@@ -162,7 +116,7 @@ def load_toy_data(data_dir: str | Path) -> dict[str, list[dict]]:
         if path.exists():
             out[name] = read_jsonl(path)
         elif name in ("pretrain", "val"):
-            raise FileNotFoundError(f"{path} not found; write the toy data first: softcot toy-data --out {data_dir}")
+            raise DataError(f"{path} not found; write the toy data first: softcot toy-data --out {data_dir}")
         else:
             out[name] = []
     return out
@@ -233,41 +187,6 @@ def accuracy(model, tokenizer, records: list[dict], **kw) -> float:
     return sum(is_correct(c, r["answer"]) for c, r in zip(comps, records)) / len(records)
 
 
-@torch.no_grad()
-def mc_accuracy(model, tokenizer, records: list[dict], template: str = TOY_PROMPT_TEMPLATE) -> dict:
-    """Multiple-choice accuracy (argmax of the summed log-likelihood of ' ' + choice) and mean per-token NLL
-    of the correct choice."""
-    if not records:
-        return {"acc": float("nan"), "nll": float("nan"), "n": 0}
-    was_training = model.training
-    model.eval()
-    seqs, n_prompt, owner = [], [], []
-    for j, r in enumerate(records):
-        p = tokenizer.encode(format_prompt(r["question"], template), add_special_tokens=False)
-        for c in r["choices"]:
-            seqs.append(p + tokenizer.encode(" " + c, add_special_tokens=False))
-            n_prompt.append(len(p))
-            owner.append(j)
-    scores, ntoks = [], []
-    for i in range(0, len(seqs), 256):
-        ids, labels = collate(seqs[i: i + 256], n_prompt[i: i + 256], tokenizer.pad_token_id)
-        logp = torch.log_softmax(model(input_ids=ids).logits[:, :-1].float(), -1)
-        tgt = labels[:, 1:]
-        mask = tgt != -100
-        tok_lp = logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
-        scores.extend(tok_lp.sum(-1).tolist())
-        ntoks.extend(mask.sum(-1).tolist())
-    model.train(was_training)
-    correct, nll, k = 0, 0.0, 0
-    for j, r in enumerate(records):
-        n = len(r["choices"])
-        s = scores[k: k + n]
-        correct += int(max(range(n), key=s.__getitem__) == r["label"])
-        nll += -s[r["label"]] / ntoks[k + r["label"]]
-        k += n
-    return {"acc": correct / len(records), "nll": nll / len(records), "n": len(records)}
-
-
 def base_eval(model, tokenizer, data: dict[str, list[dict]], cfg: PretrainConfig) -> dict:
     res: dict = {}
     for split in ("val", "test", "test_hard"):
@@ -282,7 +201,12 @@ def base_eval(model, tokenizer, data: dict[str, list[dict]], cfg: PretrainConfig
             entry["sample_acc"] = sum(accs) / len(accs)
         res[split] = entry
     if data.get("ood"):
-        res["ood"] = mc_accuracy(model, tokenizer, data["ood"])
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            m = score_choices(model, tokenizer, data["ood"], batch_size=256, add_special_tokens=False)
+        model.train(was_training)
+        res["ood"] = {k: m[k] for k in ("acc", "acc_norm", "nll", "n")}
     return res
 
 
@@ -299,7 +223,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path | No
     torch.set_num_threads(cfg.threads)
     ckpt_dir = Path(ckpt_dir)
     if out_dir is not None and Path(out_dir).resolve() == ckpt_dir.resolve():
-        raise ValueError("--ckpt-dir must differ from --out (the output directory is replaced whole at the end)")
+        raise ConfigError("--ckpt-dir must differ from --out (the output directory is replaced whole at the end)")
     data = load_toy_data(data_dir)
     texts = [t for name in ("pretrain", "ood_train") for r in data[name] for t in demo_text(r)]
     tokenizer = build_char_tokenizer(texts, words=TOY_WORDS if cfg.word_tokens else ())
@@ -319,7 +243,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path | No
         # Build the model state first, then check the checkpoint belongs to this run.
         saved = json.loads((ck / "state.json").read_text())["extra"].get("fingerprint")
         if saved != fingerprint:
-            raise ValueError(f"{ck} was written by a different config or data set ({saved} != {fingerprint}); "
+            raise ConfigError(f"{ck} was written by a different config or data set ({saved} != {fingerprint}); "
                              f"use a fresh --ckpt-dir or delete {ckpt_dir}")
         st = load_checkpoint(ck, model, opt, sched)
         start, seconds = st["step"], float(st["extra"].get("seconds", 0.0))
@@ -385,24 +309,18 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path | No
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="softcot pretrain", description=(
         "Pre-train the embedded default's tiny char-level Llama on toy demos; resumable from --ckpt-dir. "
-        f"Config keys (flat YAML mapping): {', '.join(f.name for f in dataclasses.fields(PretrainConfig))}."))
+        f"Config keys (YAML mapping or key=value): {', '.join(f.name for f in dataclasses.fields(PretrainConfig))}."))
     p.add_argument("--data", required=True, help="softcot toy-data output directory")
     p.add_argument("--config", help="YAML file of PretrainConfig fields (defaults: DEFAULT_PRETRAIN)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (repeatable), e.g. --set steps=200")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=200 threads=1")
     p.add_argument("--out", required=True, help="output model directory (written atomically at the end)")
     p.add_argument("--ckpt-dir", required=True, help="step checkpoints (not the output); rerun to resume")
     p.add_argument("--stop-at", type=int, default=None,
                    help="stop after this step's checkpoint without writing --out (to split a run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    try:
-        cfg = load_config_file(PretrainConfig, args.config, args.overrides)
-        result = pretrain(cfg, args.data, args.out, args.ckpt_dir, stop_at=args.stop_at,
-                          progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"softcot pretrain: {e}", file=sys.stderr)
-        return 2
+    args = p.parse_intermixed_args(argv)
+    cfg = load_config(PretrainConfig, args.config, args.overrides)
+    result = pretrain(cfg, args.data, args.out, args.ckpt_dir, stop_at=args.stop_at, progress=not args.no_progress)
     if result is None:
         print(f"stopped at step {args.stop_at}; checkpoint in {args.ckpt_dir}; rerun without --stop-at to finish")
     else:

@@ -1,6 +1,7 @@
-"""The zero-shot prompt of the paper (method.md §4), the same for every model.
+"""Prompt and context templates: the paper's zero-shot prompt, the embedded default's short one,
+the CoT marker, and the context template of each multiple-choice source.
 
-A chat template around it is OPEN in the paper; it is a per-model option (`model.chat_template`).
+A chat template around the prompt is left open by the paper; it is a per-model option (`model.chat_template`).
 """
 from __future__ import annotations
 
@@ -10,15 +11,25 @@ PAPER_PROMPT = (
     "in \\boxed{}. The assistant must always follow the format: 'User: [question] Assistant: [detailed "
     "reasoning] The final answer is: \\boxed{[answer]}.' User: {question} Assistant:"
 )
-
-
 TOY_PROMPT = "Q: {question}\nA:"     # the embedded default's short prompt (a char model can't afford 400 chars)
 TEMPLATES = {"paper": PAPER_PROMPT, "toy": TOY_PROMPT}
+
+MARKER = "The final answer is:"      # ends the CoT (the paper uses no special end-of-thinking token)
+
+# Multiple-choice scoring: the context each source's question is put in (lm-eval-harness conventions).
+TOY_SEQ_SOURCE = "toy_seq"           # the embedded default's out-of-domain family (softcot.toy)
+DEFAULT_CONTEXT = "Question: {question}\nAnswer:"
+CONTEXTS = {"hellaswag": "{question}", TOY_SEQ_SOURCE: TOY_PROMPT}
 
 
 def resolve_template(template: str) -> str:
     """'paper' / 'toy' aliases, or a template string containing {question}."""
     return TEMPLATES.get(template, template)
+
+
+def context_template(source: str | None, override: str | None = None) -> str:
+    """The context template of a multiple-choice record's source (`override`, if given, wins)."""
+    return override if override is not None else CONTEXTS.get(source or "", DEFAULT_CONTEXT)
 
 
 def build_prompt(question: str, template: str = PAPER_PROMPT, tokenizer=None, chat_template: bool = False) -> str:

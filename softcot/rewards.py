@@ -1,6 +1,10 @@
-"""Rewards for maths answers (method.md §3), with a TRL-style signature so users can plug in their own.
+"""Rewards for maths answers, called the way TRL's GRPOTrainer calls them, so users can plug in their own.
 
-    reward(prompts: list[str], completions: list[str], **dataset_columns) -> list[float | None]
+    reward(prompts=list[str], completions=list[str], **dataset_columns) -> list[float | None]
+
+`call_reward` passes everything by keyword, as TRL does: `prompts`, `completions`, every column of the
+records (`answer`, `id`, ...), and `completion_ids` where the caller has them. A reward function should
+take `**kwargs` for the columns it does not use.
 
 `math_reward` scores 100 when Math-Verify judges the last `\\boxed{...}` of the completion equal to the
 gold `answer` column, 10 when a boxed answer was extracted but is wrong, 0 when there is none. A judge that
@@ -102,6 +106,29 @@ def math_reward(prompts: list[str], completions: list[str], answer: list[str], *
     if len(completions) != len(answer):
         raise ValueError(f"{len(completions)} completions but {len(answer)} gold answers")
     return [score_completion(c, g) for c, g in zip(completions, answer)]
+
+
+RESERVED = ("prompts", "completions", "completion_ids")     # keywords a dataset column may not shadow
+
+
+def reward_columns(records: list[dict]) -> dict[str, list]:
+    """The records' columns as lists, one value per record (None where a record lacks the column)."""
+    keys = set().union(*(r.keys() for r in records)) if records else set()
+    return {k: [r.get(k) for r in records] for k in keys if k not in RESERVED}
+
+
+def call_reward(fn: RewardFn, prompts: list[str], completions: list[str], records: list[dict],
+                completion_ids: list[list[int]] | None = None) -> list:
+    """Call a reward function by keyword, TRL-style; check it returned one value per completion."""
+    kw = reward_columns(records)
+    kw.update(prompts=prompts, completions=completions)
+    if completion_ids is not None:
+        kw["completion_ids"] = completion_ids
+    out = list(fn(**kw))
+    if len(out) != len(completions):
+        name = getattr(fn, "__name__", repr(fn))
+        raise RuntimeError(f"reward {name} returned {len(out)} values for {len(completions)} completions")
+    return out
 
 
 def load_reward(spec: str) -> RewardFn:

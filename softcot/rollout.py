@@ -8,63 +8,33 @@ Slot layout (every row has the same S slots; a slot is one model input position)
 
     [0, P)              the prompt, left-padded
     [P, P + Lc)         CoT steps; a row that ended its CoT early has masked "holes" afterwards
-    [A0 - W, A0)        the answer prefill (method.md §2), right-aligned, holes on its left
+    [A0 - W, A0)        the answer prefill, right-aligned, holes on its left
     [A0, S)             answer tokens, holes after the row's answer ended
 
 Holes carry attention_mask 0 and are skipped by position_ids, so each row sees exactly its own
 contiguous sequence; the teacher-forced pass replays the same layout, masks and positions.
 
-Compaction (`RolloutConfig.compact`, off by default; needs `preallocate`): once a fifth of the computed rows
-have ended their CoT, the live rows move to the front of the KV cache and mask and later steps compute only
-those; the answer phase puts every row back in prompt order. The bookkeeping, the columns above and the
-random draws (one per row per step, whatever the row holds) stay in prompt order, so the tokens are those of
-the uncompacted rollout up to float rounding: a matmul over fewer rows may round differently (~1e-6), and
-in soft mode such a difference can grow over a long CoT into another token (bench/bench_compact.py counts
-the rows). It saves 10-20% of a 256-512-row CPU rollout; it is off so that results stay bit-reproducible.
+`rollout()` drives named phases over one `_State`: prefill the prompts, CoT steps (the next input of each
+row, then the end detection of softcot.stopping), the answer prefill, the answer steps, and the assembly of
+the `Rollout` record. The KV cache, the mask and the optional row compaction are softcot.kvcache's.
 
-Ending the CoT: the marker ("The final answer is:") is searched in the sampled text (hard) or in the
-greedy shadow (soft/fuzzy: argmax of each step's p). Only rows whose newest token contains the marker's
-last character decode a short tail, so no sequence is decoded whole at any step. An EOS inside the CoT
-ends it like the budget does. After the marker the prefill is `prefill_after_marker` (" \\boxed{"),
-after the budget or an EOS it is `prefill_after_budget` (" The final answer is: \\boxed{"). The answer
-ends when its braces close the box, at EOS, or after `max_answer_tokens`.
+Ending the CoT: the marker is searched in the sampled text (hard) or in the greedy shadow (soft/fuzzy: the
+argmax of each step's p). An EOS inside the CoT ends it like the budget does. After the marker the prefill
+is `prefill_after_marker` (" \\boxed{"), after the budget or an EOS it is `prefill_after_budget`
+(" The final answer is: \\boxed{"). The answer ends when its braces close the box, at EOS, or after
+`max_answer_tokens`.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
-from softcot.config import require
-from softcot.modes import CoTMode, mix, noise_sigma
-
-MARKER = "The final answer is:"
-COMPACT_AT = 0.8      # compaction: reorder once the live rows are at most this fraction of the computed ones
-
-
-@dataclass
-class RolloutConfig:
-    max_cot_tokens: int = 128                  # L: 128 for GSM8K training, 512 for MATH and for evaluation
-    max_answer_tokens: int = 32
-    marker: str = MARKER
-    prefill_after_marker: str = " \\boxed{"
-    prefill_after_budget: str = " The final answer is: \\boxed{"
-    answer_temperature: float = 1.0            # 0 = greedy. Training default 1.0 (OPEN in the paper), eval 0
-    record_entropy: bool = False               # per-step entropy of the next-token distribution
-    preallocate: bool = True                   # KV cache and mask allocated once for the longest rollout and
-                                               # filled in place (false: plain DynamicCache, same results)
-    compact: bool = False                      # with preallocate: rows whose CoT has ended leave the batch that
-                                               # the model computes (speed; same random stream, but see below)
-
-    def validate(self, prefix: str = "") -> None:
-        require(self.max_cot_tokens >= 1, prefix + "max_cot_tokens", f"got {self.max_cot_tokens}; must be >= 1")
-        require(self.max_answer_tokens >= 1, prefix + "max_answer_tokens",
-                f"got {self.max_answer_tokens}; must be >= 1")
-        require(bool(self.marker.strip()), prefix + "marker", "must be a non-empty string")
-        require(self.answer_temperature >= 0, prefix + "answer_temperature",
-                f"got {self.answer_temperature}; must be >= 0 (0 = greedy)")
+from softcot.kvcache import Decoder
+from softcot.modes import mix, noise_sigma
+from softcot.schema import CoTMode, RolloutConfig
+from softcot.stopping import VocabTables, ends_with_marker, eos_ids
 
 
 @dataclass
@@ -83,6 +53,7 @@ class Rollout:
     prompt_text: list[str]
     cot_ids: list[list[int]]         # sampled (hard) or greedy-shadow (soft/fuzzy) CoT tokens
     answer_ids: list[list[int]]
+    prefill_ids: list[list[int]]
     cot_text: list[str]
     prefill_text: list[str]
     answer_text: list[str]
@@ -95,6 +66,11 @@ class Rollout:
     def completions(self) -> list[str]:
         """CoT + prefill + answer: the text a reward function judges."""
         return [c + p + a for c, p, a in zip(self.cot_text, self.prefill_text, self.answer_text)]
+
+    @property
+    def completion_ids(self) -> list[list[int]]:
+        """CoT (greedy shadow for soft/fuzzy) + prefill + answer token ids, as a TRL reward receives them."""
+        return [c + p + a for c, p, a in zip(self.cot_ids, self.prefill_ids, self.answer_ids)]
 
     @property
     def cot_len(self) -> torch.Tensor:
@@ -110,124 +86,17 @@ class Rollout:
     def select(self, idx: list[int]) -> "Rollout":
         """The rows `idx` (micro-batching of the loss)."""
         t = torch.as_tensor(idx, device=self.input_ids.device)
-        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
-        return Rollout(
-            input_ids=self.input_ids[t], attention_mask=self.attention_mask[t], position_ids=self.position_ids[t],
-            cot_mask=self.cot_mask[t], answer_mask=self.answer_mask[t],
-            cot_inputs=None if self.cot_inputs is None else self.cot_inputs[t], cot_start=self.cot_start,
-            mode=self.mode, sigma=self.sigma, answer_temperature=self.answer_temperature,
-            prompt_text=pick(self.prompt_text), cot_ids=pick(self.cot_ids), answer_ids=pick(self.answer_ids),
-            cot_text=pick(self.cot_text), prefill_text=pick(self.prefill_text), answer_text=pick(self.answer_text),
-            stopped_by_marker=pick(self.stopped_by_marker),
-            entropy=None if self.entropy is None else self.entropy[t],
-            logits=None if self.logits is None else self.logits[t])
-
-
-# --------------------------------------------------------------------------- model plumbing
-
-def decoder_of(model):
-    """The transformer body that maps inputs_embeds to hidden states (no LM head)."""
-    return model.get_decoder()
-
-
-def cache_kwarg(body) -> str:
-    """transformers 5.x is renaming `past_key_values` to `cache`; use whichever this version takes."""
-    import inspect
-    params = inspect.signature(body.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def lm_logits(model, hidden: torch.Tensor) -> torch.Tensor:
-    """Logits from final hidden states, exactly as the model's own forward computes them, in fp32."""
-    logits = model.get_output_embeddings()(hidden)
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits.float()
-
-
-class _GrowLayer(DynamicLayer):
-    """A DynamicLayer whose keys and values live in buffers allocated once for `capacity` positions: `update`
-    writes the new states in place and returns views of the filled part, so a step costs no concatenation
-    of the whole cache (transformers' DynamicLayer concatenates at every step).
-
-    Compaction: a step may run on the first `rows` rows of the buffers only (the rollout keeps its live rows
-    there, see `reorder`); the other rows' slots of that step stay zero and are masked. The buffers start at
-    zero, so a masked slot never holds a NaN that attention weights of 0 could still spread."""
-
-    def __init__(self, capacity: int):
-        super().__init__()
-        self.capacity = capacity
-        self.length = 0
-        self.rows: int | None = None       # None: every row
-
-    def lazy_initialization(self, key_states, value_states) -> None:
-        b, h, _, dk = key_states.shape
-        dv = value_states.shape[-1]
-        self.device = key_states.device
-        self._k = key_states.new_zeros((b, h, self.capacity, dk))
-        self._v = value_states.new_zeros((b, h, self.capacity, dv))
-        self.keys, self.values = self._k[:, :, :0], self._v[:, :, :0]
-        self.is_initialized = True
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        n0, n1 = self.length, self.length + key_states.shape[-2]
-        if n1 > self.capacity:
-            raise RuntimeError(f"rollout KV cache overflow: {n1} > {self.capacity} positions")
-        r = self._k.shape[0] if self.rows is None else self.rows
-        self._k[:r, :, n0:n1] = key_states
-        self._v[:r, :, n0:n1] = value_states
-        self.length = n1
-        self.keys, self.values = self._k[:r, :, :n1], self._v[:r, :, :n1]
-        return self.keys, self.values
-
-    def reorder(self, order: torch.Tensor) -> None:
-        """Permute the first len(order) rows (row i <- row order[i]) over the filled slots."""
-        n, L = len(order), self.length
-        self._k[:n, :, :L] = self._k[order, :, :L]
-        self._v[:n, :, :L] = self._v[order, :, :L]
-
-    def get_seq_length(self) -> int:
-        return self.length
-
-
-def preallocated_cache(config, capacity: int) -> DynamicCache:
-    """A DynamicCache whose full-attention layers are `_GrowLayer`s (sliding-window layers are kept as is)."""
-    cache = DynamicCache(config=config)
-    cache.layers = [_GrowLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
-
-
-class _VocabTables:
-    """Per-tokenizer lookup tables, built once: brace balance and 'may end the marker' per token id."""
-    _cache: dict = {}
-
-    def __init__(self, tokenizer, vocab_size: int, marker: str, device):
-        toks = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        toks = [t or "" for t in toks] + [""] * max(0, vocab_size - len(toks))
-        toks = toks[:vocab_size]
-        last = marker.rstrip()[-1]
-        # Byte-level BPE token strings keep ASCII punctuation as is, so counting braces on them is exact.
-        self.brace_delta = torch.tensor([t.count("{") - t.count("}") for t in toks], device=device)
-        self.may_end_marker = [last in t for t in toks]
-
-    @classmethod
-    def get(cls, tokenizer, vocab_size: int, marker: str, device):
-        key = (id(tokenizer), vocab_size, marker, str(device))
-        if key not in cls._cache:
-            cls._cache[key] = cls(tokenizer, vocab_size, marker, device)
-        return cls._cache[key]
-
-
-def ends_with_marker(tokenizer, ids: list[int], marker: str) -> bool:
-    """Does the text of `ids` end with `marker` (trailing whitespace ignored)? Decodes a short tail only.
-
-    A tail of len(marker) tokens always covers the marker, since every token holds at least one character.
-    """
-    tail = tokenizer.decode(ids[-len(marker):], skip_special_tokens=False)
-    return tail.rstrip().endswith(marker)
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, torch.Tensor):
+                v = v[t]
+            elif isinstance(v, list):
+                v = [v[i] for i in idx]
+            elif f.name == "extras":
+                v = {}
+            out[f.name] = v
+        return Rollout(**out)
 
 
 def _sample(logits: torch.Tensor, temperature: float, greedy: bool, generator) -> torch.Tensor:
@@ -242,6 +111,65 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+# --------------------------------------------------------------------------- state
+
+@dataclass
+class _Context:
+    """What stays fixed during one rollout."""
+    model: object
+    tokenizer: object
+    mode: CoTMode
+    cfg: RolloutConfig
+    generator: torch.Generator | None
+    E: torch.Tensor                      # (V, d) input embeddings
+    E_mix: torch.Tensor | None           # fp32 E for the soft mixture (one copy per rollout; None in hard mode)
+    tables: VocabTables
+    eos_ids: set[int]
+    sigma: float
+    prefills: dict[str, list[int]]
+
+    @property
+    def device(self):
+        return self.E.device
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
+@dataclass
+class _State:
+    """What one rollout accumulates: the slot columns, flags, per-row CoT bookkeeping, the decoder."""
+    dec: Decoder
+    logits: torch.Tensor                 # (B, V) logits of each row's newest slot
+    last_pos: torch.Tensor               # (B,) position of each row's newest real slot
+    P: int
+    cols_ids: list = field(default_factory=list)
+    cols_mask: list = field(default_factory=list)
+    cols_pos: list = field(default_factory=list)
+    cot_flags: list = field(default_factory=list)
+    ans_flags: list = field(default_factory=list)
+    answer_cols: list = field(default_factory=list)
+    cot_inputs: list = field(default_factory=list)
+    entropies: list = field(default_factory=list)
+    trace: list | None = None            # the logits that drew each scored slot (return_logits)
+    active: list[bool] = field(default_factory=list)
+    active_t: torch.Tensor | None = None
+    by_marker: list[bool] = field(default_factory=list)
+    cot_ids: list[list[int]] = field(default_factory=list)
+    prefill_text: list[str] = field(default_factory=list)
+    prefill_width: int = 0
+
+    @property
+    def batch(self) -> int:
+        return len(self.active)
+
+    def add_column(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> None:
+        self.cols_ids.append(ids)
+        self.cols_mask.append(mask)
+        self.cols_pos.append(pos)
+
+
 # --------------------------------------------------------------------------- the rollout
 
 @torch.no_grad()
@@ -249,212 +177,177 @@ def rollout(model, tokenizer, prompts: list[str], mode: CoTMode, cfg: RolloutCon
             generator: torch.Generator | None = None, add_special_tokens: bool = True,
             return_logits: bool = False) -> Rollout:
     cfg = cfg or RolloutConfig()
-    device = model.device
-    E = model.get_input_embeddings().weight                       # (V, d)
-    V, d = E.shape
-    body = decoder_of(model)
-    cache_key = cache_kwarg(body)
-    tables = _VocabTables.get(tokenizer, V, cfg.marker, device)
-    pad_id = tokenizer.pad_token_id
-    eos_ids = set(_as_list(tokenizer.eos_token_id)) | set(_as_list(model.generation_config.eos_token_id))
-    tau = mode.temperature
-    sigma = noise_sigma(mode, E)
-    B = len(prompts)
+    E = model.get_input_embeddings().weight
+    ctx = _Context(model=model, tokenizer=tokenizer, mode=mode, cfg=cfg, generator=generator, E=E,
+                   E_mix=E.float() if mode.continuous else None,
+                   tables=VocabTables.get(tokenizer, E.shape[0], cfg.marker, model.device),
+                   eos_ids=eos_ids(tokenizer, model), sigma=noise_sigma(mode, E),
+                   prefills={s: tokenizer.encode(s, add_special_tokens=False)
+                             for s in (cfg.prefill_after_marker, cfg.prefill_after_budget)})
+    st = _prefill_prompts(ctx, prompts, add_special_tokens, return_logits)
+    for _ in range(cfg.max_cot_tokens):
+        if not _cot_step(ctx, st):
+            break
+    st.dec.restore_order()                   # back to prompt order for the answer phase
+    _answer_prefill(ctx, st)
+    _answer_steps(ctx, st)
+    return _assemble(ctx, st, prompts)
 
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
-    tokenizer.padding_side = side
+
+def _prefill_prompts(ctx: _Context, prompts: list[str], add_special_tokens: bool, return_logits: bool) -> _State:
+    """Left-pad and encode the prompts, allocate the decoder, and run the prompt forward."""
+    tok, cfg, device = ctx.tokenizer, ctx.cfg, ctx.device
+    side = tok.padding_side
+    tok.padding_side = "left"
+    enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
+    tok.padding_side = side
     ids = enc["input_ids"].to(device)
     mask = enc["attention_mask"].to(device)
-    P = ids.shape[1]
+    P, B = ids.shape[1], len(prompts)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    # Every slot the rollout can use, allocated once: no step concatenates the growing cache or mask.
+    capacity = (P + cfg.max_cot_tokens + max(len(v) for v in ctx.prefills.values()) + cfg.max_answer_tokens
+                if cfg.preallocate else None)
+    dec = Decoder(ctx.model, B, mask.dtype, capacity, cfg.compact)
+    st = _State(dec=dec, logits=dec.forward(ctx.E[ids], mask, pos), last_pos=pos[:, -1].clone(), P=P,
+                trace=[] if return_logits else None, active=[True] * B,
+                active_t=torch.ones(B, dtype=torch.bool, device=device), by_marker=[False] * B,
+                cot_ids=[[] for _ in range(B)])
+    st.add_column(ids, mask, pos)
+    return st
 
-    cols_ids, cols_mask, cols_pos = [ids], [mask], [pos]
-    cot_flags, ans_flags = [], []
-    last_pos = pos[:, -1].clone()
-    trace = [] if return_logits else None
-    prefills = {s: tokenizer.encode(s, add_special_tokens=False)
-                for s in (cfg.prefill_after_marker, cfg.prefill_after_budget)}
-    if cfg.preallocate:
-        # Every slot the rollout can use, allocated once: no step concatenates the growing cache or mask.
-        S_max = P + cfg.max_cot_tokens + max(len(v) for v in prefills.values()) + cfg.max_answer_tokens
-        cache = preallocated_cache(model.config, S_max)
-        full_mask = torch.zeros((B, S_max), dtype=mask.dtype, device=device)
+
+def _next_cot_input(ctx: _Context, st: _State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, d) next inputs, (B,) token column and (B,) token ids read for the marker (sampled or shadow)."""
+    logits, mode = st.logits, ctx.mode
+    if ctx.cfg.record_entropy:
+        ent = _entropy(logits)
+        st.entropies.append(torch.where(st.active_t, ent, torch.full_like(ent, float("nan"))))
+    if mode.continuous:
+        h = mix(logits, ctx.E_mix, mode.temperature)
+        if ctx.sigma > 0:
+            h = h + ctx.sigma * torch.randn(h.shape, generator=ctx.generator, device=ctx.device, dtype=h.dtype)
+        shadow = logits.argmax(-1)
+        emb = h.to(ctx.E.dtype)
+        st.cot_inputs.append(torch.where(st.active_t[:, None], h, torch.zeros_like(h)))
+        tok_col = torch.full_like(shadow, ctx.pad_id)
     else:
-        cache = DynamicCache(config=model.config)
-        full_mask = mask[:, :0]
-    filled = 0
-    # Compaction (CoT phase): the model computes only the first n_work rows of the cache and mask, which hold
-    # every live row; phys[i] is the prompt row stored in row i. Bookkeeping stays in prompt order.
-    compact = cfg.preallocate and cfg.compact and all(isinstance(layer, _GrowLayer) for layer in cache.layers)
-    phys = torch.arange(B, device=device)
-    n_work = B
+        shadow = _sample(logits, mode.temperature, mode.greedy, ctx.generator)
+        emb = ctx.E[shadow]
+        tok_col = shadow
+    if st.trace is not None:
+        st.trace.append(logits)
+    return emb, tok_col, shadow
 
-    def step(embeds, new_mask, new_pos):
-        """One forward over the working rows; inputs and returned logits are in cache (physical) row order."""
-        nonlocal full_mask, filled
-        n = new_mask.shape[1]
-        if cfg.preallocate:
-            full_mask[:n_work, filled:filled + n] = new_mask
-            attn = full_mask[:n_work, :filled + n]
-        else:
-            full_mask = attn = torch.cat([full_mask, new_mask], dim=1)
-        filled += n
-        out = body(inputs_embeds=embeds, attention_mask=attn, position_ids=new_pos,
-                   use_cache=True, **{cache_key: cache})
-        return lm_logits(model, out.last_hidden_state[:, -1])
 
-    def reorder(order: torch.Tensor, rows: int | None) -> None:
-        """Cache and mask rows i <- order[i] (for i < len(order)); then compute `rows` rows (None: all)."""
-        nonlocal n_work
-        for layer in cache.layers:
-            layer.reorder(order)
-            layer.rows = rows
-        n = len(order)
-        full_mask[:n, :filled] = full_mask[order, :filled]
-        phys[:n] = phys[order]
-        n_work = B if rows is None else rows
+def _cot_step(ctx: _Context, st: _State) -> bool:
+    """One CoT step for every row (ended rows get a masked hole); False once no row is left in its CoT."""
+    emb, tok_col, shadow = _next_cot_input(ctx, st)
+    act = st.active_t
+    emb = torch.where(act[:, None], emb, ctx.E[ctx.pad_id])
+    tok_col = torch.where(act, tok_col, torch.full_like(tok_col, ctx.pad_id))
+    new_mask = act.long()[:, None]
+    st.last_pos = st.last_pos + act.long()
+    new_pos = st.last_pos[:, None]
+    st.add_column(tok_col[:, None], new_mask, new_pos)
+    st.cot_flags.append(act.clone())
+    _detect_end(ctx, st, shadow)
+    st.logits = st.dec.step(emb, new_mask, new_pos, st.logits, keep_old=st.trace is not None)
+    st.active_t = torch.tensor(st.active, device=ctx.device)
+    if not any(st.active):
+        return False
+    st.dec.maybe_compact(st.active_t)
+    return True
 
-    # Prefill the prompts.
-    logits = step(E[ids], mask, pos)
 
-    # ---- CoT phase
-    active = [True] * B
-    active_t = torch.ones(B, dtype=torch.bool, device=device)
-    by_marker = [False] * B
-    cot_ids: list[list[int]] = [[] for _ in range(B)]
-    cot_inputs, entropies = [], []
-    pad_emb = E[pad_id]
-    E_mix = E.float() if mode.continuous else None      # one fp32 copy per rollout (a no-op for fp32 weights)
-    for t in range(cfg.max_cot_tokens):
-        if cfg.record_entropy:
-            ent = _entropy(logits)
-            entropies.append(torch.where(active_t, ent, torch.full_like(ent, float("nan"))))
-        if mode.continuous:
-            h = mix(logits, E_mix, tau)
-            if sigma > 0:
-                h = h + sigma * torch.randn(h.shape, generator=generator, device=device, dtype=h.dtype)
-            shadow = logits.argmax(-1)
-            emb = h.to(E.dtype)
-            cot_inputs.append(torch.where(active_t[:, None], h, torch.zeros_like(h)))
-            tok_col = torch.full_like(shadow, pad_id)
-        else:
-            shadow = _sample(logits, tau, mode.greedy, generator)
-            emb = E[shadow]
-            tok_col = shadow
-        if trace is not None:
-            trace.append(logits)
-        emb = torch.where(active_t[:, None], emb, pad_emb)
-        tok_col = torch.where(active_t, tok_col, torch.full_like(tok_col, pad_id))
-        new_mask = active_t.long()[:, None]
-        last_pos = last_pos + active_t.long()
-        new_pos = last_pos[:, None]
-        cols_ids.append(tok_col[:, None]); cols_mask.append(new_mask); cols_pos.append(new_pos)
-        cot_flags.append(active_t.clone())
+def _detect_end(ctx: _Context, st: _State, shadow: torch.Tensor) -> None:
+    """Append each live row's token; end the rows that produced an EOS or completed the marker."""
+    shadow_l = shadow.tolist()
+    for b in range(st.batch):
+        if not st.active[b]:
+            continue
+        x = shadow_l[b]
+        st.cot_ids[b].append(x)
+        if x in ctx.eos_ids:
+            st.active[b] = False
+        elif ctx.tables.may_end_marker[x] and ends_with_marker(ctx.tokenizer, st.cot_ids[b], ctx.cfg.marker):
+            st.active[b], st.by_marker[b] = False, True
 
-        shadow_l = shadow.tolist()
-        for b in range(B):
-            if not active[b]:
-                continue
-            x = shadow_l[b]
-            cot_ids[b].append(x)
-            if x in eos_ids:
-                active[b] = False
-            elif tables.may_end_marker[x] and ends_with_marker(tokenizer, cot_ids[b], cfg.marker):
-                active[b], by_marker[b] = False, True
-        if n_work == B:
-            logits = step(emb[:, None, :], new_mask, new_pos)
-        else:   # rows outside the working set keep their last logits: they are inactive, only sampled for the
-            w = phys[:n_work]     # random stream (one draw per row per step, whatever the row holds)
-            if trace is not None:
-                logits = logits.clone()           # the trace keeps the previous step's tensor
-            logits[w] = step(emb[w][:, None, :], new_mask[w], new_pos[w])
-        active_t = torch.tensor(active, device=device)
-        n_live = sum(active)
-        if not n_live:
-            break
-        if compact and n_live < n_work and n_live <= COMPACT_AT * n_work:     # a few cheap reorders per rollout
-            live = active_t[phys[:n_work]]
-            reorder(torch.cat([live.nonzero()[:, 0], (~live).nonzero()[:, 0]]), n_live)
-    Lc = len(cot_flags)
-    if n_work < B or not torch.equal(phys, torch.arange(B, device=device)):
-        reorder(torch.argsort(phys), None)            # back to prompt order for the answer phase
 
-    # ---- answer prefill, right-aligned so that every row's last prefill slot is the same column
-    prefill_text = [cfg.prefill_after_marker if m else cfg.prefill_after_budget for m in by_marker]
-    pre = [prefills[s] for s in prefill_text]
-    W = max(len(p) for p in pre)
-    pre_ids = torch.full((B, W), pad_id, dtype=torch.long, device=device)
+def _answer_prefill(ctx: _Context, st: _State) -> None:
+    """The prefill after the marker or the budget, right-aligned so that every row's last prefill slot is
+    the same column."""
+    cfg, B, device = ctx.cfg, st.batch, ctx.device
+    st.prefill_text = [cfg.prefill_after_marker if m else cfg.prefill_after_budget for m in st.by_marker]
+    pre = [ctx.prefills[s] for s in st.prefill_text]
+    W = st.prefill_width = max(len(p) for p in pre)
+    pre_ids = torch.full((B, W), ctx.pad_id, dtype=torch.long, device=device)
     pre_mask = torch.zeros((B, W), dtype=torch.long, device=device)
     for b, p in enumerate(pre):
         if p:
             pre_ids[b, W - len(p):] = torch.tensor(p, device=device)
             pre_mask[b, W - len(p):] = 1
-    pre_pos = last_pos[:, None] + pre_mask.cumsum(-1)
-    last_pos = pre_pos[:, -1].clone()
-    cols_ids.append(pre_ids); cols_mask.append(pre_mask); cols_pos.append(pre_pos)
-    logits = step(E[pre_ids], pre_mask, pre_pos)
+    pre_pos = st.last_pos[:, None] + pre_mask.cumsum(-1)
+    st.last_pos = pre_pos[:, -1].clone()
+    st.add_column(pre_ids, pre_mask, pre_pos)
+    st.logits = st.dec.forward(ctx.E[pre_ids], pre_mask, pre_pos)
 
-    # ---- answer phase: discrete tokens until the box closes, EOS, or the answer budget
+
+def _answer_steps(ctx: _Context, st: _State) -> None:
+    """Discrete answer tokens until the box closes, EOS, or the answer budget."""
+    cfg, B, device = ctx.cfg, st.batch, ctx.device
     depth = torch.ones(B, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
-    eos_t = torch.tensor(sorted(eos_ids), device=device) if eos_ids else None
-    answer_cols = []
+    eos_t = torch.tensor(sorted(ctx.eos_ids), device=device) if ctx.eos_ids else None
     for j in range(cfg.max_answer_tokens):
-        a = _sample(logits, cfg.answer_temperature, False, generator)
+        a = _sample(st.logits, cfg.answer_temperature, False, ctx.generator)
         live = ~done
-        if trace is not None:
-            trace.append(logits)
-        tok_col = torch.where(live, a, torch.full_like(a, pad_id))
-        last_pos = last_pos + live.long()
-        cols_ids.append(tok_col[:, None]); cols_mask.append(live.long()[:, None]); cols_pos.append(last_pos[:, None])
-        ans_flags.append(live.clone())
-        answer_cols.append(tok_col)
-        depth = depth + torch.where(live, tables.brace_delta[a], torch.zeros_like(depth))
+        if st.trace is not None:
+            st.trace.append(st.logits)
+        tok_col = torch.where(live, a, torch.full_like(a, ctx.pad_id))
+        st.last_pos = st.last_pos + live.long()
+        st.add_column(tok_col[:, None], live.long()[:, None], st.last_pos[:, None])
+        st.ans_flags.append(live.clone())
+        st.answer_cols.append(tok_col)
+        depth = depth + torch.where(live, ctx.tables.brace_delta[a], torch.zeros_like(depth))
         ended = depth <= 0
         if eos_t is not None:
             ended |= torch.isin(a, eos_t)
         done = done | (live & ended)
         if bool(done.all()) or j == cfg.max_answer_tokens - 1:
             break
-        logits = step(E[tok_col][:, None, :], live.long()[:, None], last_pos[:, None])
+        st.logits = st.dec.forward(ctx.E[tok_col][:, None, :], live.long()[:, None], st.last_pos[:, None])
 
-    input_ids = torch.cat(cols_ids, 1)
-    attention_mask = torch.cat(cols_mask, 1)
-    position_ids = torch.cat(cols_pos, 1)
+
+def _assemble(ctx: _Context, st: _State, prompts: list[str]) -> Rollout:
+    """The `Rollout` record: slot tensors, scored-slot masks, texts, and the traced logits if asked for."""
+    B, P, Lc, device = st.batch, st.P, len(st.cot_flags), ctx.device
+    input_ids = torch.cat(st.cols_ids, 1)
     S = input_ids.shape[1]
     cot_mask = torch.zeros((B, S), dtype=torch.bool, device=device)
     if Lc:
-        cot_mask[:, P:P + Lc] = torch.stack(cot_flags, 1)
+        cot_mask[:, P:P + Lc] = torch.stack(st.cot_flags, 1)
     answer_mask = torch.zeros_like(cot_mask)
-    A0 = P + Lc + W
-    answer_mask[:, A0:A0 + len(ans_flags)] = torch.stack(ans_flags, 1)
+    A0 = P + Lc + st.prefill_width
+    answer_mask[:, A0:A0 + len(st.ans_flags)] = torch.stack(st.ans_flags, 1)
     ans_ids = [[] for _ in range(B)]
-    if answer_cols:
-        ans_mat = torch.stack(answer_cols, 1).tolist()
-        flags = torch.stack(ans_flags, 1).tolist()
+    if st.answer_cols:
+        ans_mat = torch.stack(st.answer_cols, 1).tolist()
+        flags = torch.stack(st.ans_flags, 1).tolist()
         ans_ids = [[x for x, f in zip(r, fr) if f] for r, fr in zip(ans_mat, flags)]
-
     logits_full = None
-    if trace is not None:
-        logits_full = torch.zeros((B, S, trace[0].shape[-1]), device=device)
-        scored_cols = list(range(P, P + Lc)) + list(range(A0, A0 + len(ans_flags)))
-        for col, lg in zip(scored_cols, trace):
+    if st.trace is not None:
+        logits_full = torch.zeros((B, S, st.trace[0].shape[-1]), device=device)
+        scored_cols = list(range(P, P + Lc)) + list(range(A0, A0 + len(st.ans_flags)))
+        for col, lg in zip(scored_cols, st.trace):
             logits_full[:, col] = lg
-
-    dec = lambda xs: tokenizer.decode(xs, skip_special_tokens=True)  # noqa: E731
+    dec = lambda xs: ctx.tokenizer.decode(xs, skip_special_tokens=True)  # noqa: E731
     return Rollout(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+        input_ids=input_ids, attention_mask=torch.cat(st.cols_mask, 1), position_ids=torch.cat(st.cols_pos, 1),
         cot_mask=cot_mask, answer_mask=answer_mask,
-        cot_inputs=torch.stack(cot_inputs, 1) if (mode.continuous and Lc) else None, cot_start=P,
-        mode=mode, sigma=sigma, answer_temperature=cfg.answer_temperature, prompt_text=list(prompts),
-        cot_ids=cot_ids, answer_ids=ans_ids, cot_text=[dec(c) for c in cot_ids], prefill_text=prefill_text,
-        answer_text=[dec(a) for a in ans_ids], stopped_by_marker=by_marker,
-        entropy=torch.stack(entropies, 1) if entropies else None, logits=logits_full)
-
-
-def _as_list(x) -> list[int]:
-    if x is None:
-        return []
-    return list(x) if isinstance(x, (list, tuple)) else [x]
+        cot_inputs=torch.stack(st.cot_inputs, 1) if (ctx.mode.continuous and Lc) else None, cot_start=P,
+        mode=ctx.mode, sigma=ctx.sigma, answer_temperature=ctx.cfg.answer_temperature, prompt_text=list(prompts),
+        cot_ids=st.cot_ids, answer_ids=ans_ids, prefill_ids=[ctx.prefills[s] for s in st.prefill_text],
+        cot_text=[dec(c) for c in st.cot_ids], prefill_text=st.prefill_text,
+        answer_text=[dec(a) for a in ans_ids], stopped_by_marker=st.by_marker,
+        entropy=torch.stack(st.entropies, 1) if st.entropies else None, logits=logits_full)

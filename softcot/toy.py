@@ -18,9 +18,7 @@ poorly (the operation sits a whole state back): 16% after 300 steps.
 
 `shortcut_rate` (default 0) turns that fraction of the pre-training demos into answers without a chain of
 thought, `The final answer is: \\boxed{11}` (same questions; the record gets `"shortcut": true`): a base that
-sometimes answers without reasoning, a habit RL could unlearn. Measured (README, design variants): at rate
-0.5 the 0.37M base answers directly on almost every greedy decode, and after 1000 pre-training steps it
-answers 3-4-operation problems directly as well as through the chain (46%), so the habit costs nothing.
+sometimes answers without reasoning, a habit RL could unlearn (docs/experiments.md has what it did).
 
 OOD family (`source: "toy_seq"`): sequence continuation as a 4-way multiple choice, `c,d,e,?` with
 choices like ["g", "f", "e", "h"] and the index of the right one (by default letters a-z / A-Z counting up
@@ -44,18 +42,16 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from softcot.config import ConfigError, from_dict, load_yaml
+from softcot.config import ConfigError, load_config, require
 from softcot.io import write_jsonl
-from softcot.prompt import TOY_PROMPT, build_prompt
+from softcot.prompt import MARKER, TOY_PROMPT, TOY_SEQ_SOURCE, build_prompt
 from softcot.rewards import extract_boxed
 
 TOY_PROMPT_TEMPLATE = TOY_PROMPT
-MARKER = "The final answer is:"
 TOY_WORDS = (MARKER, "\\boxed{")   # whole tokens of the base model's char tokenizer (softcot.chartok)
 ARITH_SOURCE = "toy_arith"
-SEQ_SOURCE = "toy_seq"
+SEQ_SOURCE = TOY_SEQ_SOURCE
 SPLITS = ("pretrain", "train", "val", "test", "test_hard", "ood", "ood_train")
 
 
@@ -102,65 +98,24 @@ class ToyConfig:
 
     def validate(self, prefix: str = "") -> None:
         for name in ("steps_pretrain", "steps_train", "steps_test", "steps_hard", "seq_terms"):
-            if len(getattr(self, name)) != 2:
-                raise ValueError(f"{prefix}{name}: got {list(getattr(self, name))}; need [min, max]")
-            lo, hi = getattr(self, name)
-            if not (1 <= lo <= hi):
-                raise ValueError(f"{name}: got {(lo, hi)}; need 1 <= min <= max")
+            rng = list(getattr(self, name))
+            require(len(rng) == 2 and 1 <= rng[0] <= rng[1], prefix + name, f"got {rng}; need [min, max], 1 <= min <= max")
         for name in ("n_pretrain", "n_train", "n_val", "n_test", "n_test_hard", "n_ood", "n_ood_train"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: got {getattr(self, name)}; need >= 0")
-        if not 1 <= self.max_operand <= 9:
-            raise ValueError(f"max_operand: got {self.max_operand}; need 1..9 (single digits)")
-        if self.max_value < self.max_operand:
-            raise ValueError(f"max_value: got {self.max_value}; need >= max_operand ({self.max_operand})")
-        if self.cot_style not in ("chain", "rewrite", "steps"):
-            raise ValueError(f"cot_style: got {self.cot_style!r}; allowed: 'chain', 'rewrite', 'steps'")
-        if self.seq_kind not in ("letters", "numbers"):
-            raise ValueError(f"seq_kind: got {self.seq_kind!r}; allowed: 'letters', 'numbers'")
-        if not 0.0 <= self.shortcut_rate < 1.0:
-            raise ValueError(f"shortcut_rate: got {self.shortcut_rate}; need 0 <= shortcut_rate < 1")
-        if self.seq_max_start < 0 or self.seq_max_diff < 1:
-            raise ValueError("seq_max_start must be >= 0 and seq_max_diff >= 1")
+            require(getattr(self, name) >= 0, prefix + name, f"got {getattr(self, name)}; need >= 0")
+        require(1 <= self.max_operand <= 9, prefix + "max_operand", f"got {self.max_operand}; need 1..9 (single digits)")
+        require(self.max_value >= self.max_operand, prefix + "max_value",
+                f"got {self.max_value}; need >= max_operand ({self.max_operand})")
+        require(self.cot_style in ("chain", "rewrite", "steps"), prefix + "cot_style",
+                f"got {self.cot_style!r}; allowed: 'chain', 'rewrite', 'steps'")
+        require(self.seq_kind in ("letters", "numbers"), prefix + "seq_kind",
+                f"got {self.seq_kind!r}; allowed: 'letters', 'numbers'")
+        require(0.0 <= self.shortcut_rate < 1.0, prefix + "shortcut_rate",
+                f"got {self.shortcut_rate}; need 0 <= shortcut_rate < 1")
+        require(self.seq_max_start >= 0, prefix + "seq_max_start", f"got {self.seq_max_start}; need >= 0")
+        require(self.seq_max_diff >= 1, prefix + "seq_max_diff", f"got {self.seq_max_diff}; need >= 1")
 
 
-# The embedded default's data. With it, DEFAULT_PRETRAIN (softcot/pretrain.py) gives a base with greedy
-# accuracy val 0.54 / test 0.50 / test_hard 0.09, sampled test 0.27, OOD multiple choice 0.70: see there.
 DEFAULT_TOY = ToyConfig()
-
-
-# ----------------------------------------------------------------------------------------------------------
-# config files (flat YAML mapping of dataclass fields; unknown keys are rejected by name)
-
-def config_from_dict(cls, data: dict[str, Any] | None, what: str = "config"):
-    """Build dataclass `cls` from a flat mapping with softcot.config.from_dict (unknown keys and wrong types
-    rejected by name, then `validate()`); the error names `what` (the file) too."""
-    try:
-        return from_dict(cls, dict(data or {}))
-    except ValueError as e:       # ConfigError from the types, ValueError from validate()
-        raise ConfigError(f"{what}: {e}") from None
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """`key=value` strings -> dict, values parsed as YAML (`steps_train=[3,5]`, `lr=1e-3`)."""
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"override {item!r}: expected key=value")
-        k, v = item.split("=", 1)
-        out[k.strip()] = load_yaml(v)
-    return out
-
-
-def load_config_file(cls, path: str | Path | None, overrides: list[str] | None = None):
-    data: dict[str, Any] = {}
-    if path is not None:
-        loaded = load_yaml(Path(path).read_text(encoding="utf-8"))
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of {cls.__name__} fields, got {type(loaded).__name__}")
-        data.update(loaded or {})
-    data.update(parse_overrides(overrides))
-    return config_from_dict(cls, data, what=str(path) if path else cls.__name__)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -214,7 +169,7 @@ def _draw_arith(split: str, n: int, steps: tuple[int, int], cfg: ToyConfig, seen
     while len(rows) < n:
         attempts += 1
         if attempts > limit:
-            raise ValueError(f"split {split}: could only draw {len(rows)} of {n} distinct questions with "
+            raise ConfigError(f"split {split}: could only draw {len(rows)} of {n} distinct questions with "
                              f"steps {steps}, max_operand {cfg.max_operand}, max_value {cfg.max_value}; "
                              "ask for fewer or widen the ranges")
         k = rng.randint(*steps)
@@ -269,7 +224,7 @@ def _draw_seq(cfg: ToyConfig) -> tuple[list[dict], list[dict]]:
     rng.shuffle(space)
     need = cfg.n_ood + cfg.n_ood_train
     if need > len(space):
-        raise ValueError(f"n_ood + n_ood_train = {need} exceeds the {len(space)} distinct {cfg.seq_kind} sequences; "
+        raise ConfigError(f"n_ood + n_ood_train = {need} exceeds the {len(space)} distinct {cfg.seq_kind} sequences; "
                          "ask for fewer or widen seq_terms / seq_max_diff (/ seq_max_start for numbers)")
     ood = [seq_record(f"ood-{i:05d}", *space[i], rng) for i in range(cfg.n_ood)]
     train = [seq_record(f"ood_train-{i:05d}", *space[cfg.n_ood + i], rng) for i in range(cfg.n_ood_train)]
@@ -304,18 +259,12 @@ def write_splits(splits: dict[str, list[dict]], out_dir: str | Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="softcot toy-data", description=(
         "Write the embedded default's procedural tasks: OUT/{pretrain,train,val,test,test_hard,ood,ood_train}.jsonl. "
-        f"Config keys (flat YAML mapping): {', '.join(f.name for f in dataclasses.fields(ToyConfig))}."))
+        f"Config keys (YAML mapping or key=value): {', '.join(f.name for f in dataclasses.fields(ToyConfig))}."))
     p.add_argument("--config", help="YAML file of ToyConfig fields (defaults: DEFAULT_TOY)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (repeatable), e.g. --set seed=1 --set steps_hard=[5,7]")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seed=1 steps_hard=[5,7]")
     p.add_argument("--out", required=True, help="output directory")
-    args = p.parse_args(argv)
-    try:
-        cfg = load_config_file(ToyConfig, args.config, args.overrides)
-        splits = make_splits(cfg)
-    except ValueError as e:
-        print(f"softcot toy-data: {e}", file=sys.stderr)
-        return 2
+    args = p.parse_intermixed_args(argv)
+    splits = make_splits(load_config(ToyConfig, args.config, args.overrides))
     write_splits(splits, args.out)
     print(" ".join(f"{k}={len(v)}" for k, v in splits.items()) + f" -> {args.out}")
     return 0

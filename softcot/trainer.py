@@ -1,13 +1,15 @@
 """RL training of the chain of thought (hard, soft or fuzzy) with RLOO and exact densities.
 
 Laptop (CPU, fp32):
-    softcot train --config config/train.yaml mode=soft steps=100
+    softcot train --config results/toy/configs/train.yaml model.name_or_path=results/toy/base \\
+        data.train=results/toy/data/train.jsonl data.val=results/toy/data/val.jsonl mode.kind=soft steps=100
 One node, 8 GPUs (bf16 autocast, DDP):
-    accelerate launch --config_file profiles/accelerate/8gpu.yaml -m softcot.cli train --config preset.yaml
+    accelerate launch --config_file profiles/accelerate/8gpu.yaml -m softcot.cli train --config train.yaml
 
-Each step: draw B prompts, G rollouts each (split over processes), score them with the reward, compute
-leave-one-out advantages over all processes, rescore the rollouts teacher-forced (loss.Scorer), backward
-in micro-batches, clip (optional), AdamW + cosine schedule with warm-up.
+`train()` is a driver over named phases that share one `_Run` state: set-up, resume, then per step
+`_collect` (B prompts, G rollouts each, split over processes; rewards; leave-one-out advantages over all
+processes), `_update` (teacher-forced rescoring and backward in micro-batches, softcot.loss; clipping;
+AdamW with warm-up and cosine schedule), `_log_step`, and `_validate` / `_checkpoint` on their schedules.
 
 Files. `ckpt_dir` (NOT a declared workflow output, so a retried job resumes) holds step checkpoints
 (softcot.checkpoint), the best-validation weights `best/`, and the running logs `metrics.jsonl`
@@ -23,203 +25,85 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+import shutil
 import signal
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 import yaml
 
 from softcot import __version__
 from softcot.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from softcot.config import ConfigError, cli_error, load_config, require
+from softcot.config import ConfigError, load_config
+from softcot.data import PromptSampler, Records, load_records
+from softcot.evaluate import greedy_accuracy
 from softcot.io import append_jsonl, atomic_dir, read_jsonl, write_json, write_text
-from softcot.loss import Scorer, policy_loss, rloo_advantages
-from softcot.modeling import ModelConfig, load_model
-from softcot.modes import CoTMode
-from softcot.prompt import PAPER_PROMPT, build_prompt, resolve_template
-from softcot.rewards import CORRECT, load_reward
-from softcot.rollout import RolloutConfig, rollout
+from softcot.loss import Scorer, backward_microbatches, policy_loss, rloo_advantages
+from softcot.modeling import load_model, synced_clock
+from softcot.optim import make_optimizer
+from softcot.prompt import build_prompt
+from softcot.rewards import CORRECT, call_reward, load_reward
+from softcot.rollout import Rollout, rollout
+from softcot.schema import DataConfig, OptimConfig, TrainConfig  # noqa: F401  (re-exported)
 
 PREEMPTED_EXIT_CODE = 75   # EX_TEMPFAIL: "try again", for Snakemake retries and SLURM requeue
+LOGS = ("metrics.jsonl", "timing.jsonl", "val.jsonl")
 
-
-@dataclass
-class DataConfig:
-    train: str = ""                      # JSONL records {id, question, answer, ...}
-    val: str | None = None               # JSONL records for greedy validation (None: no validation)
-    val_size: int = 64
-    prompt_template: str = PAPER_PROMPT
-    on_bad_row: Literal["error", "skip"] = "error"
-
-    def validate(self, prefix: str = "") -> None:
-        require(bool(self.train), prefix + "train", "required: a JSONL file of {id, question, answer} records")
-        require(Path(self.train).exists(), prefix + "train", f"{self.train!r} does not exist")
-        require(self.val is None or Path(self.val).exists(), prefix + "val", f"{self.val!r} does not exist")
-        require(self.val_size >= 1, prefix + "val_size", f"got {self.val_size}; must be >= 1")
-        require("{question}" in resolve_template(self.prompt_template), prefix + "prompt_template",
-                "must contain {question}, or be an alias: paper | toy")
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 6e-6                     # paper: 6e-6 Llama 3B, 3e-6 Llama 8B, 8e-6 Qwen 3B
-    warmup_steps: int = 20               # paper: 20
-    schedule: Literal["cosine", "constant"] = "cosine"
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.0            # OPEN in the paper
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])   # OPEN
-    eps: float = 1e-8
-    grad_clip: float | None = None       # OPEN: the paper does not say; None = no clipping
-
-    def validate(self, prefix: str = "") -> None:
-        require(self.lr > 0, prefix + "lr", f"got {self.lr}; must be > 0")
-        require(self.warmup_steps >= 0, prefix + "warmup_steps", f"got {self.warmup_steps}; must be >= 0")
-        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), prefix + "betas",
-                f"got {self.betas}; two numbers in [0, 1)")
-        require(self.grad_clip is None or self.grad_clip > 0, prefix + "grad_clip",
-                f"got {self.grad_clip}; > 0, or null for no clipping")
-
-
-@dataclass
-class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    mode: CoTMode = field(default_factory=CoTMode)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    steps: int = 4000                    # paper: 4,000
-    prompts_per_step: int = 2            # B, paper: 2
-    group_size: int = 32                 # G, paper: 32
-    rollout_batch: int = 64              # rollouts generated at once per process
-    micro_batch: int = 8                 # rollouts per forward/backward
-    seed: int = 0
-    output_dir: str = "results/train/run"
-    ckpt_dir: str | None = None          # default: <output_dir>.ckpt
-    save_every: int = 50
-    keep_checkpoints: int = 2
-    eval_every: int = 50
-    precision: Literal["auto", "fp32", "bf16"] = "auto"     # auto: bf16 autocast on GPU, fp32 on CPU
-    reward: str = "softcot.rewards:math_reward"
-    max_nonfinite_steps: int = 5         # consecutive skipped steps before the run stops
-    threads: int | None = None           # torch CPU threads
-    gradient_checkpointing: bool = False
-    head_chunk: int = 4096               # scored positions per LM-head chunk in the loss
-    diagnostics_every: int = 0           # every N steps log each loss term's gradient norm (costs 2 backwards)
-    # Options beyond the paper (off by default):
-    cot_loss_weight: float = 1.0         # weight of the CoT log-prob term
-    shuffle_advantages: bool = False     # null control: advantages permuted within the step (no signal)
-
-    def validate(self, prefix: str = "") -> None:
-        require(not self.mode.greedy, prefix + "mode.greedy", "training samples its CoTs; greedy: false")
-        for key in ("steps", "prompts_per_step", "group_size", "rollout_batch", "micro_batch", "save_every",
-                    "eval_every", "keep_checkpoints", "max_nonfinite_steps", "head_chunk"):
-            require(getattr(self, key) >= 1, prefix + key, f"got {getattr(self, key)}; must be >= 1")
-        require(self.group_size >= 2, prefix + "group_size", f"got {self.group_size}; RLOO needs >= 2 rollouts per prompt")
-        require(self.threads is None or self.threads >= 1, prefix + "threads", "must be >= 1 or null")
-        require(self.diagnostics_every >= 0, prefix + "diagnostics_every", "must be >= 0")
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.ckpt_dir) if self.ckpt_dir else Path(str(self.output_dir).rstrip("/") + ".ckpt")
-
-
-# --------------------------------------------------------------------------- data
-
-class RecordList(list):
-    """Records plus `skipped`, the number of malformed rows excluded with on_bad_row: skip."""
-    skipped = 0
-
-
-def load_records(path: str, on_bad_row: str = "error", need=("question", "answer")) -> RecordList:
-    rows, out = read_jsonl(path), RecordList()
-    for i, r in enumerate(rows, 1):
-        missing = [k for k in need if r.get(k) is None or not str(r.get(k)).strip()]
-        if missing:
-            if on_bad_row == "skip":
-                out.skipped += 1
-                continue
-            raise ConfigError(f"{path}, row {i}: missing or empty {', '.join(missing)}; fix the row, or set "
-                              f"data.on_bad_row: skip to count and exclude such rows")
-        out.append(r)
-    if not out:
-        raise ConfigError(f"{path}: no usable rows")
-    return out
-
-
-class PromptSampler:
-    """Deterministic epochs of shuffled indices; the position (epoch, index) is checkpointed."""
-
-    def __init__(self, n: int, seed: int, epoch: int = 0, index: int = 0):
-        self.n, self.seed, self.epoch, self.index = n, seed, epoch, index
-        self._perm = self._make_perm()
-
-    def _make_perm(self) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(self.n, generator=g).tolist()
-
-    def take(self, k: int) -> list[int]:
-        out = []
-        while len(out) < k:
-            if self.index >= self.n:
-                self.epoch, self.index = self.epoch + 1, 0
-                self._perm = self._make_perm()
-            out.append(self._perm[self.index])
-            self.index += 1
-        return out
-
-    def state(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
-
-
-def lr_lambda(cfg: OptimConfig, total_steps: int):
-    def f(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / (cfg.warmup_steps + 1)
-        if cfg.schedule == "constant":
-            return 1.0
-        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return f
-
-
-# --------------------------------------------------------------------------- validation
-
-@torch.no_grad()
-def greedy_accuracy(model, tok, records: list[dict], mode: CoTMode, rcfg: RolloutConfig, template: str,
-                    batch: int = 64, chat_template: bool = False, add_special_tokens: bool = True,
-                    reward_fn=None) -> float:
-    """Fraction of `records` solved with greedy CoT (sigma = 0 for soft/fuzzy) and greedy answers."""
-    from softcot.rewards import math_reward
-    reward_fn = reward_fn or math_reward
-    mode = mode.replace(greedy=True)
-    rcfg = RolloutConfig(**{**asdict(rcfg), "answer_temperature": 0.0, "record_entropy": False})
-    solved = 0
-    for s in range(0, len(records), batch):
-        recs = records[s:s + batch]
-        prompts = [build_prompt(r["question"], template, tok, chat_template) for r in recs]
-        ro = rollout(model, tok, prompts, mode, rcfg, add_special_tokens=add_special_tokens)
-        rewards = reward_fn(prompts, ro.completions, **_columns(recs))
-        solved += sum(r == CORRECT for r in rewards)
-    return solved / max(1, len(records))
-
-
-def _columns(recs: list[dict]) -> dict[str, list]:
-    keys = set().union(*(r.keys() for r in recs))
-    return {k: [r.get(k) for r in recs] for k in keys if k not in ("prompts", "completions")}
-
-
-# --------------------------------------------------------------------------- the loop
 
 class Preempted(Exception):
     pass
 
 
-def train(cfg: TrainConfig, overrides_text: str = "", reward_fn=None) -> dict:
-    """Run (or resume) training; `reward_fn` overrides cfg.reward with a callable."""
+@dataclass
+class _Run:
+    """Everything the phases of one training run share."""
+    cfg: TrainConfig
+    acc: object                          # accelerate.Accelerator
+    model: torch.nn.Module
+    tok: object
+    scorer: torch.nn.Module              # the Scorer, wrapped by accelerate (DDP on several processes)
+    opt: torch.optim.Optimizer
+    sched: object
+    gen: torch.Generator
+    sampler: PromptSampler
+    reward_fn: object
+    train_recs: Records
+    val_recs: list
+    ckdir: Path
+    start: int = 0
+    best: dict = field(default_factory=lambda: {"step": -1, "score": -1.0})
+    stop_signal: int | None = None
+    nonfinite_run: int = 0
+    nonfinite_total: int = 0
+
+    @property
+    def total(self) -> int:              # rollouts per step over all processes, B G
+        return self.cfg.prompts_per_step * self.cfg.group_size
+
+    @property
+    def local_n(self) -> int:            # rollouts per step on this process
+        return self.total // self.acc.num_processes
+
+    @property
+    def add_special_tokens(self) -> bool:
+        return self.cfg.model.add_special_tokens and not self.cfg.model.chat_template
+
+
+@dataclass
+class _Batch:
+    """One step's rollouts on this process, their records, rewards over all processes and advantages."""
+    prompts: list[str]
+    recs: list[dict]
+    rollouts: list[Rollout]
+    all_rewards: list
+    adv: torch.Tensor
+    seconds: dict
+
+
+# --------------------------------------------------------------------------- set-up and resume
+
+def _setup(cfg: TrainConfig, reward_fn=None) -> _Run:
     from accelerate import Accelerator
 
     if cfg.threads:
@@ -227,217 +111,140 @@ def train(cfg: TrainConfig, overrides_text: str = "", reward_fn=None) -> dict:
     use_cuda = torch.cuda.is_available()
     mixed = {"auto": "bf16" if use_cuda else "no", "fp32": "no", "bf16": "bf16"}[cfg.precision]
     acc = Accelerator(mixed_precision=mixed, cpu=not use_cuda)
-    rank, world = acc.process_index, acc.num_processes
     total = cfg.prompts_per_step * cfg.group_size
-    if total % world:
-        raise ConfigError(f"prompts_per_step * group_size = {total} must divide by the {world} processes")
-    local_n = total // world
+    if total % acc.num_processes:
+        raise ConfigError(f"prompts_per_step * group_size = {total} must divide by the {acc.num_processes} processes")
     torch.manual_seed(cfg.seed)
-
     model, tok = load_model(cfg.model, device=acc.device, dtype=torch.float32)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.train()
     reward_fn = reward_fn or load_reward(cfg.reward)
-    train_recs = load_records(cfg.data.train, cfg.data.on_bad_row)
-    val_recs = load_records(cfg.data.val, cfg.data.on_bad_row)[:cfg.data.val_size] if cfg.data.val else []
-
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
-                            weight_decay=cfg.optim.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.optim, cfg.steps))
+    train_recs = load_records(cfg.data.train, on_bad_row=cfg.data.on_bad_row)
+    val_recs = load_records(cfg.data.val, on_bad_row=cfg.data.on_bad_row)[:cfg.data.val_size] if cfg.data.val else []
+    opt, sched = make_optimizer(model.parameters(), cfg.optim, cfg.steps)
     scorer = Scorer(model, chunk=cfg.head_chunk, checkpoint_head=use_cuda)
     scorer, opt = acc.prepare(scorer, opt)
-    gen = torch.Generator(device=acc.device).manual_seed(cfg.seed * 1000 + rank)
-    sampler = PromptSampler(len(train_recs), cfg.seed)
-
+    gen = torch.Generator(device=acc.device).manual_seed(cfg.seed * 1000 + acc.process_index)
     ckdir = cfg.checkpoint_dir
     ckdir.mkdir(parents=True, exist_ok=True)
-    metrics_path, timing_path, val_path = ckdir / "metrics.jsonl", ckdir / "timing.jsonl", ckdir / "val.jsonl"
-    start, best = 0, {"step": -1, "score": -1.0}
+    return _Run(cfg=cfg, acc=acc, model=model, tok=tok, scorer=scorer, opt=opt, sched=sched, gen=gen,
+                sampler=PromptSampler(len(train_recs), cfg.seed), reward_fn=reward_fn, train_recs=train_recs,
+                val_recs=val_recs, ckdir=ckdir)
+
+
+def _resume(run: _Run) -> None:
+    """Restore the newest step checkpoint, if any, and drop what was logged after it; else start the logs."""
+    acc, ckdir = run.acc, run.ckdir
     last = latest_checkpoint(ckdir)
-    if last is not None:
-        st = load_checkpoint(last, acc.unwrap_model(scorer).model, opt, sched, {"rollout": gen})
-        start = st["step"]
-        sampler = PromptSampler(len(train_recs), cfg.seed, **st["extra"]["sampler"])
-        best = st["extra"]["best"]
-        for p in (metrics_path, timing_path, val_path):      # drop what was logged after that checkpoint
-            if p.exists() and acc.is_main_process:
-                keep = [r for r in read_jsonl(p) if r["step"] <= start]
+    if last is None:
+        if acc.is_main_process:
+            for name in LOGS:
+                (ckdir / name).unlink(missing_ok=True)
+        return
+    st = load_checkpoint(last, acc.unwrap_model(run.scorer).model, run.opt, run.sched, {"rollout": run.gen})
+    run.start = st["step"]
+    run.sampler = PromptSampler(len(run.train_recs), run.cfg.seed, **st["extra"]["sampler"])
+    run.best = st["extra"]["best"]
+    if acc.is_main_process:
+        for name in LOGS:
+            p = ckdir / name
+            if p.exists():
+                keep = [r for r in read_jsonl(p) if r["step"] <= run.start]
                 write_text(p, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
-        acc.print(f"resumed from {last} at step {start}")
-    elif acc.is_main_process:
-        for p in (metrics_path, timing_path, val_path):
-            p.unlink(missing_ok=True)
+    acc.print(f"resumed from {last} at step {run.start}")
 
-    stop = {"signal": None}
 
+def _watch_signals(run: _Run) -> None:
     def on_signal(signum, _frame):
-        stop["signal"] = signum
+        run.stop_signal = signum
     for s in (signal.SIGTERM, signal.SIGUSR1):
         signal.signal(s, on_signal)
 
-    def validate(step: int):
-        if not val_recs:
-            return
-        model.eval()
-        with acc.autocast():
-            score = greedy_accuracy(model, tok, val_recs, cfg.mode, cfg.rollout, cfg.data.prompt_template,
-                                    batch=cfg.rollout_batch, chat_template=cfg.model.chat_template,
-                                    add_special_tokens=cfg.model.add_special_tokens and not cfg.model.chat_template,
-                                    reward_fn=reward_fn)
-        model.train()
-        if acc.is_main_process:
-            append_jsonl(val_path, {"step": step, "greedy_pass1": score})
-            if score > best["score"]:
-                best.update(step=step, score=score)
-                acc.unwrap_model(scorer).model.save_pretrained(ckdir / "best.tmp", safe_serialization=True)
-                tok.save_pretrained(ckdir / "best.tmp")
-                write_json(ckdir / "best.tmp" / "best.json", best)
-                if (ckdir / "best").exists():
-                    os.replace(ckdir / "best", ckdir / "best.old")
-                os.replace(ckdir / "best.tmp", ckdir / "best")
-                import shutil
-                shutil.rmtree(ckdir / "best.old", ignore_errors=True)
 
-    def checkpoint(step: int):
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            save_checkpoint(ckdir, step, acc.unwrap_model(scorer).model, opt, sched, {"rollout": gen},
-                            {"sampler": sampler.state(), "best": best}, keep=cfg.keep_checkpoints)
+# --------------------------------------------------------------------------- one step
 
-    if start == 0:
-        validate(0)
-    nonfinite_run, nonfinite_total = 0, 0
-    add_special = cfg.model.add_special_tokens and not cfg.model.chat_template
-    from tqdm import tqdm
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train {cfg.mode.kind}",
-               disable=not acc.is_main_process, dynamic_ncols=True)
-    cuda = acc.device.type == "cuda"
-
-    def clock() -> float:
-        """Wall time after the device has finished its queued work, so each phase is timed whole on a GPU."""
-        if cuda:
-            torch.cuda.synchronize(acc.device)
-        return time.perf_counter()
-
-    for step in bar:
-        t0 = clock()
-        idx = sampler.take(cfg.prompts_per_step)
-        recs = [train_recs[i] for i in idx]
-        lo = rank * local_n
-        my = [(g // cfg.group_size) for g in range(lo, lo + local_n)]     # prompt index of each local rollout
-        prompts = [build_prompt(recs[i]["question"], cfg.data.prompt_template, tok, cfg.model.chat_template) for i in my]
-        # ---- rollouts (no grad) and rewards
-        model.eval()
-        rollouts = []
-        with acc.autocast():
-            for s in range(0, local_n, cfg.rollout_batch):
-                rollouts.append(rollout(model, tok, prompts[s:s + cfg.rollout_batch], cfg.mode, cfg.rollout,
-                                        generator=gen, add_special_tokens=add_special))
-        model.train()
-        t1 = clock()
-        completions = [c for ro in rollouts for c in ro.completions]
-        cols = _columns([recs[i] for i in my])
-        rewards = reward_fn(prompts, completions, **cols)
-        all_rewards = _gather_list(acc, rewards)
-        adv_all = rloo_advantages(all_rewards, cfg.group_size)
-        if cfg.shuffle_advantages:
-            adv_all = adv_all[torch.randperm(len(adv_all), generator=torch.Generator().manual_seed(cfg.seed + step))]
-        adv = adv_all[lo:lo + local_n]
-        t2 = clock()
-        # ---- teacher-forced rescoring and backward, in micro-batches
-        diag = {}
-        if cfg.diagnostics_every and step % cfg.diagnostics_every == 0:
-            diag = _term_grad_norms(acc, scorer, rollouts, adv, cfg, total)
-        stats = {"cot": 0.0, "answer": 0.0, "loss": 0.0}
-        chunks = [(ro, list(range(s, min(s + cfg.micro_batch, len(ro))))) for ro in rollouts
-                  for s in range(0, len(ro), cfg.micro_batch)]
-        offset = 0
-        t_fwd = t_bwd = 0.0
-        for ci, (ro, rows) in enumerate(chunks):
-            sub = ro.select(rows)
-            a = adv[offset:offset + len(rows)]
-            offset += len(rows)
-            sync = ci == len(chunks) - 1
-            ctx = acc.no_sync(scorer) if not sync and world > 1 else _null()
-            with ctx:
-                ta = clock()
-                with acc.autocast():
-                    terms = scorer(sub)
-                    loss = policy_loss(terms, a, total, cfg.cot_loss_weight) * world
-                tb = clock()
-                acc.backward(loss)
-                t_bwd += clock() - tb
-                t_fwd += tb - ta
-            stats["cot"] += float(terms["cot"].detach().sum())
-            stats["answer"] += float(terms["answer"].detach().sum())
-            stats["loss"] += float(loss.detach()) / world
-        t3 = clock()
-        max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else float("inf")
-        grad_norm = float(acc.clip_grad_norm_(scorer.parameters(), max_norm))
-        finite = math.isfinite(grad_norm) and math.isfinite(stats["loss"])
-        if finite:
-            opt.step()
-            nonfinite_run = 0
-        else:
-            nonfinite_run += 1
-            nonfinite_total += 1
-        opt.zero_grad(set_to_none=True)
-        sched.step()
-        t4 = clock()
-        # ---- logging (deterministic values in metrics.jsonl, seconds in timing.jsonl)
-        cot_len = torch.cat([ro.cot_len.float().cpu() for ro in rollouts])
-        ans_len = torch.cat([ro.answer_len.float().cpu() for ro in rollouts])
-        marker = [m for ro in rollouts for m in ro.stopped_by_marker]
-        row = _step_metrics(all_rewards, cfg.group_size)
-        row.update(step=step + 1, lr=sched.get_last_lr()[0], grad_norm=grad_norm, loss=stats["loss"],
-                   logp_cot=stats["cot"] / local_n, logp_answer=stats["answer"] / local_n,
-                   cot_len=float(cot_len.mean()), answer_len=float(ans_len.mean()),
-                   marker_rate=sum(marker) / len(marker), nonfinite_skipped=nonfinite_total, **diag)
-        row = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
-        if acc.is_main_process:
-            append_jsonl(metrics_path, row)
-            append_jsonl(timing_path, {"step": step + 1, "rollout_s": t1 - t0, "reward_s": t2 - t1,
-                                       "score_fwd_s": t_fwd, "backward_s": t_bwd, "optim_s": t4 - t3,
-                                       "step_s": t4 - t0})
-        if nonfinite_run > cfg.max_nonfinite_steps:
-            raise RuntimeError(f"{nonfinite_run} consecutive steps had a non-finite loss or gradient (last at step "
-                               f"{step + 1}); the last good checkpoint is {latest_checkpoint(ckdir)}. Lower optim.lr, "
-                               f"set optim.grad_clip, or check the data.")
-
-        bar.set_postfix(reward=f"{row['reward_mean']:.1f}", pass1=f"{row['pass_rate']:.2f}", gn=f"{grad_norm:.2g}")
-        done = step + 1
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            validate(done)
-        if finite and (done % cfg.save_every == 0 or done == cfg.steps or stop["signal"]):
-            checkpoint(done)
-        if stop["signal"]:
-            acc.print(f"received signal {stop['signal']}: checkpointed step {done}; exiting {PREEMPTED_EXIT_CODE} to be resumed")
-            raise Preempted()
-    bar.close()
-    return _finish(cfg, acc, scorer, tok, ckdir, best, overrides_text, train_recs.skipped)
+def _collect(run: _Run, step: int) -> _Batch:
+    """Rollouts of this process's share of the step's B x G, their rewards, and the RLOO advantages."""
+    cfg, acc, t0 = run.cfg, run.acc, synced_clock(run.acc.device)
+    recs_step = [run.train_recs[i] for i in run.sampler.take(cfg.prompts_per_step)]
+    lo = acc.process_index * run.local_n
+    recs = [recs_step[g // cfg.group_size] for g in range(lo, lo + run.local_n)]
+    prompts = [build_prompt(r["question"], cfg.data.prompt_template, run.tok, cfg.model.chat_template) for r in recs]
+    run.model.eval()
+    rollouts = []
+    with acc.autocast():
+        for s in range(0, run.local_n, cfg.rollout_batch):
+            rollouts.append(rollout(run.model, run.tok, prompts[s:s + cfg.rollout_batch], cfg.mode, cfg.rollout,
+                                    generator=run.gen, add_special_tokens=run.add_special_tokens))
+    run.model.train()
+    t1 = synced_clock(acc.device)
+    completions = [c for ro in rollouts for c in ro.completions]
+    ids = [c for ro in rollouts for c in ro.completion_ids]
+    rewards = call_reward(run.reward_fn, prompts, completions, recs, completion_ids=ids)
+    all_rewards = _gather_list(acc, rewards)
+    adv_all = rloo_advantages(all_rewards, cfg.group_size)
+    if cfg.shuffle_advantages:
+        adv_all = adv_all[torch.randperm(len(adv_all), generator=torch.Generator().manual_seed(cfg.seed + step))]
+    return _Batch(prompts=prompts, recs=recs, rollouts=rollouts, all_rewards=all_rewards,
+                  adv=adv_all[lo:lo + run.local_n], seconds={"rollout_s": t1 - t0, "reward_s": synced_clock(acc.device) - t1})
 
 
-def _finish(cfg, acc, scorer, tok, ckdir: Path, best: dict, overrides_text: str, skipped: int = 0) -> dict:
-    acc.wait_for_everyone()
-    summary = {"best_step": best["step"], "best_val_greedy_pass1": best["score"], "steps": cfg.steps,
-               "skipped_train_rows": skipped,
-               "mode": asdict(cfg.mode), "seed": cfg.seed, "softcot_version": __version__}
-    if acc.is_main_process:
-        with atomic_dir(cfg.output_dir) as tmp:
-            model_dir = tmp / "model"
-            if (ckdir / "best").exists():
-                import shutil
-                shutil.copytree(ckdir / "best", model_dir)
-            else:
-                acc.unwrap_model(scorer).model.save_pretrained(model_dir, safe_serialization=True)
-                tok.save_pretrained(model_dir)
-            for name in ("metrics.jsonl", "timing.jsonl", "val.jsonl"):
-                src = ckdir / name
-                (tmp / name).write_text(src.read_text() if src.exists() else "")
-            (tmp / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=True))
-            write_json(tmp / "summary.json", summary)
-    return summary
+def _update(run: _Run, batch: _Batch, step: int) -> dict:
+    """Rescore and backpropagate in micro-batches, clip, and take the optimiser step if all is finite."""
+    cfg, acc, world = run.cfg, run.acc, run.acc.num_processes
+    diag = {}
+    if cfg.diagnostics_every and step % cfg.diagnostics_every == 0:
+        diag = _term_grad_norms(run, batch)
+    stats = backward_microbatches(run.scorer, batch.rollouts, batch.adv, cfg.micro_batch,
+                                  lambda t, a: policy_loss(t, a, run.total, cfg.cot_loss_weight), acc, scale=world)
+    t3 = synced_clock(acc.device)
+    max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else float("inf")
+    grad_norm = float(acc.clip_grad_norm_(run.scorer.parameters(), max_norm))
+    finite = math.isfinite(grad_norm) and math.isfinite(stats["loss"])
+    if finite:
+        run.opt.step()
+        run.nonfinite_run = 0
+    else:
+        run.nonfinite_run += 1
+        run.nonfinite_total += 1
+    run.opt.zero_grad(set_to_none=True)
+    run.sched.step()
+    seconds = {"score_fwd_s": stats["forward_s"], "backward_s": stats["backward_s"], "optim_s": synced_clock(acc.device) - t3}
+    return {**stats, **diag, "grad_norm": grad_norm, "finite": finite, "seconds": seconds}
+
+
+def _term_grad_norms(run: _Run, batch: _Batch) -> dict:
+    """Gradient norm of each loss term alone (diagnostics for the estimator's balance)."""
+    out = {}
+    for term in ("cot", "answer"):
+        backward_microbatches(run.scorer, batch.rollouts, batch.adv, run.cfg.micro_batch,
+                              lambda t, a, term=term: -(a.to(t[term].device) * t[term]).sum() / run.total, run.acc)
+        params = list(run.scorer.parameters())
+        out[f"grad_norm_{term}"] = math.sqrt(sum(float(p.grad.float().pow(2).sum()) for p in params
+                                                 if p.grad is not None))
+        for p in params:
+            p.grad = None
+    return out
+
+
+def _log_step(run: _Run, step: int, batch: _Batch, upd: dict, t0: float) -> dict:
+    """Append the step's deterministic metrics and its timings (main process only); return the metrics."""
+    cot_len = torch.cat([ro.cot_len.float().cpu() for ro in batch.rollouts])
+    ans_len = torch.cat([ro.answer_len.float().cpu() for ro in batch.rollouts])
+    marker = [m for ro in batch.rollouts for m in ro.stopped_by_marker]
+    row = _step_metrics(batch.all_rewards, run.cfg.group_size)
+    diag = {k: v for k, v in upd.items() if k.startswith("grad_norm_")}
+    row.update(step=step + 1, lr=run.sched.get_last_lr()[0], grad_norm=upd["grad_norm"], loss=upd["loss"],
+               logp_cot=upd["cot"] / run.local_n, logp_answer=upd["answer"] / run.local_n,
+               cot_len=float(cot_len.mean()), answer_len=float(ans_len.mean()),
+               marker_rate=sum(marker) / len(marker), nonfinite_skipped=run.nonfinite_total, **diag)
+    row = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
+    if run.acc.is_main_process:
+        append_jsonl(run.ckdir / "metrics.jsonl", row)
+        append_jsonl(run.ckdir / "timing.jsonl", {"step": step + 1, **batch.seconds, **upd["seconds"],
+                                                  "step_s": synced_clock(run.acc.device) - t0})
+    return row
 
 
 def _step_metrics(rewards: list, group_size: int) -> dict:
@@ -450,27 +257,6 @@ def _step_metrics(rewards: list, group_size: int) -> dict:
             "frac_equal_groups": equal / len(groups), "no_reward": len(rewards) - len(valid)}
 
 
-def _term_grad_norms(acc, scorer, rollouts, adv, cfg, total) -> dict:
-    """Gradient norm of each loss term alone (diagnostics for the estimator's balance)."""
-    out = {}
-    for term in ("cot", "answer"):
-        offset = 0
-        for ro in rollouts:
-            for s in range(0, len(ro), cfg.micro_batch):
-                rows = list(range(s, min(s + cfg.micro_batch, len(ro))))
-                a = adv[offset:offset + len(rows)]
-                offset += len(rows)
-                with acc.autocast():
-                    terms = scorer(ro.select(rows))
-                    loss = -(a.to(terms[term].device) * terms[term]).sum() / total
-                acc.backward(loss)
-        sq = sum(float(p.grad.float().pow(2).sum()) for p in scorer.parameters() if p.grad is not None)
-        out[f"grad_norm_{term}"] = math.sqrt(sq)
-        for p in scorer.parameters():
-            p.grad = None
-    return out
-
-
 def _gather_list(acc, values: list) -> list:
     if acc.num_processes == 1:
         return list(values)
@@ -478,12 +264,96 @@ def _gather_list(acc, values: list) -> list:
     return list(gather_object(list(values)))
 
 
-class _null:
-    def __enter__(self):
-        return self
+# --------------------------------------------------------------------------- validation, checkpoints, the end
 
-    def __exit__(self, *a):
-        return False
+def _validate(run: _Run, step: int) -> None:
+    """Greedy validation; the best-scoring weights replace `best/` atomically."""
+    cfg, acc = run.cfg, run.acc
+    if not run.val_recs:
+        return
+    run.model.eval()
+    with acc.autocast():
+        score = greedy_accuracy(run.model, run.tok, run.val_recs, cfg.mode, cfg.rollout, cfg.data.prompt_template,
+                                batch=cfg.rollout_batch, chat_template=cfg.model.chat_template,
+                                add_special_tokens=run.add_special_tokens, reward_fn=run.reward_fn)
+    run.model.train()
+    if not acc.is_main_process:
+        return
+    append_jsonl(run.ckdir / "val.jsonl", {"step": step, "greedy_pass1": score})
+    if score > run.best["score"]:
+        run.best.update(step=step, score=score)
+        with atomic_dir(run.ckdir / "best") as tmp:
+            acc.unwrap_model(run.scorer).model.save_pretrained(tmp, safe_serialization=True)
+            run.tok.save_pretrained(tmp)
+            write_json(tmp / "best.json", run.best)
+
+
+def _checkpoint(run: _Run, step: int) -> None:
+    run.acc.wait_for_everyone()
+    if run.acc.is_main_process:
+        save_checkpoint(run.ckdir, step, run.acc.unwrap_model(run.scorer).model, run.opt, run.sched,
+                        {"rollout": run.gen}, {"sampler": run.sampler.state(), "best": run.best},
+                        keep=run.cfg.keep_checkpoints)
+
+
+def _finish(run: _Run) -> dict:
+    """Write `output_dir` atomically: the best model, the logs, the resolved config and the summary."""
+    cfg, acc, ckdir = run.cfg, run.acc, run.ckdir
+    acc.wait_for_everyone()
+    summary = {"best_step": run.best["step"], "best_val_greedy_pass1": run.best["score"], "steps": cfg.steps,
+               "skipped_train_rows": len(run.train_recs.skipped),
+               "mode": asdict(cfg.mode), "seed": cfg.seed, "softcot_version": __version__}
+    if acc.is_main_process:
+        with atomic_dir(cfg.output_dir) as tmp:
+            model_dir = tmp / "model"
+            if (ckdir / "best").exists():
+                shutil.copytree(ckdir / "best", model_dir)
+            else:
+                acc.unwrap_model(run.scorer).model.save_pretrained(model_dir, safe_serialization=True)
+                run.tok.save_pretrained(model_dir)
+            for name in LOGS:
+                src = ckdir / name
+                (tmp / name).write_text(src.read_text() if src.exists() else "")
+            (tmp / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=True))
+            write_json(tmp / "summary.json", summary)
+    return summary
+
+
+# --------------------------------------------------------------------------- the driver
+
+def train(cfg: TrainConfig, reward_fn=None) -> dict:
+    """Run (or resume) training; `reward_fn` overrides cfg.reward with a callable. Returns the summary."""
+    from tqdm import tqdm
+
+    run = _setup(cfg, reward_fn)
+    _resume(run)
+    _watch_signals(run)
+    if run.start == 0:
+        _validate(run, 0)
+    bar = tqdm(range(run.start, cfg.steps), initial=run.start, total=cfg.steps, desc=f"train {cfg.mode.kind}",
+               disable=not run.acc.is_main_process, dynamic_ncols=True)
+    for step in bar:
+        t0 = synced_clock(run.acc.device)
+        batch = _collect(run, step)
+        upd = _update(run, batch, step)
+        row = _log_step(run, step, batch, upd, t0)
+        if run.nonfinite_run > cfg.max_nonfinite_steps:
+            raise RuntimeError(f"{run.nonfinite_run} consecutive steps had a non-finite loss or gradient (last at "
+                               f"step {step + 1}); the last good checkpoint is {latest_checkpoint(run.ckdir)}. "
+                               f"Lower optim.lr, set optim.grad_clip, or check the data.")
+        bar.set_postfix(reward=f"{row['reward_mean']:.1f}", pass1=f"{row['pass_rate']:.2f}",
+                        gn=f"{upd['grad_norm']:.2g}")
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            _validate(run, done)
+        if upd["finite"] and (done % cfg.save_every == 0 or done == cfg.steps or run.stop_signal):
+            _checkpoint(run, done)
+        if run.stop_signal:
+            run.acc.print(f"received signal {run.stop_signal}: checkpointed step {done}; "
+                          f"exiting {PREEMPTED_EXIT_CODE} to be resumed")
+            raise Preempted()
+    bar.close()
+    return _finish(run)
 
 
 def main(argv: list[str]) -> int:
@@ -493,12 +363,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--section", default=None, help="read only this top-level section of the YAML")
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. mode.kind=soft steps=100")
     args = ap.parse_args(argv)
+    cfg = load_config(TrainConfig, args.config, args.overrides, section=args.section)
     try:
-        cfg = load_config(TrainConfig, args.config, args.overrides, section=args.section)
-    except ConfigError as e:
-        return cli_error(e)
-    try:
-        summary = train(cfg, " ".join(args.overrides))
+        summary = train(cfg)
     except Preempted:
         return PREEMPTED_EXIT_CODE
     print(json.dumps(summary, indent=2))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from softcot.config import ConfigError, from_dict
+from softcot.config import ConfigError, from_dict, merge
+from softcot.schema import EvalConfig, PretrainConfig, TrainConfig
 
 
 class WorkflowConfigError(ConfigError):
@@ -21,17 +22,15 @@ def _fail(key: str, err: Exception) -> None:
 
 
 def check_config(config: dict) -> None:
-    from softcot.evaluate import EvalConfig
-    from softcot.trainer import TrainConfig
     placeholder_file = str(Path(__file__))          # stands in for files the workflow will create
     toy = config["data"]["source"] == "toy"
     if toy:
-        from softcot.pretrain import PretrainConfig
         from softcot.toy import ToyConfig
-        for key, cls in (("data.toy", ToyConfig), ("pretrain", PretrainConfig)):
+        for key, cls, data in (("data.toy", ToyConfig, config["data"].get("toy")),
+                               ("pretrain", PretrainConfig, config.get("pretrain"))):
             try:
-                _toy_style(cls, config["data"].get("toy") if key == "data.toy" else config.get("pretrain"))
-            except (ValueError, TypeError) as e:
+                from_dict(cls, dict(data or {}))
+            except ConfigError as e:
                 _fail(key + ".", e)
         model = {"name_or_path": "softcot/embedded-toy-base"}      # built by the pretrain rule
     else:
@@ -47,7 +46,7 @@ def check_config(config: dict) -> None:
         _fail("train.settings.", e)
     for name, lever in config.get("study", {}).get("levers", {}).items():
         try:
-            from_dict(TrainConfig, _merge(copy.deepcopy(settings), lever))
+            from_dict(TrainConfig, merge(copy.deepcopy(settings), copy.deepcopy(lever)))
         except ConfigError as e:
             _fail(f"study.levers.{name}.", e)
     ev = copy.deepcopy(config["eval"])
@@ -63,18 +62,6 @@ def check_config(config: dict) -> None:
     for name in config["data"]["test_sets"] + config["data"]["ood_sets"]:
         if not toy and name not in config["data"].get("sets", {}):
             raise WorkflowConfigError(f"config key data.test_sets/ood_sets: {name!r} is not defined under data.sets")
-
-
-def _merge(base: dict, over: dict) -> dict:
-    """Nested update: the lever's training overrides on top of train.settings."""
-    for k, v in over.items():
-        base[k] = _merge(base.get(k, {}) if isinstance(base.get(k), dict) else {}, v) if isinstance(v, dict) else v
-    return base
-
-
-def _toy_style(cls, data):
-    from softcot.config import from_dict
-    return from_dict(cls, dict(data or {}))
 
 
 def _check_sets(config: dict) -> None:
