@@ -19,6 +19,7 @@ import math
 
 import torch
 
+VERSION = "lowbias32-v1"     # recorded in evaluation fingerprints: shards drawn by another scheme are not reused
 MASK = 0xFFFFFFFF
 STREAM_COT = 1          # hard CoT tokens
 STREAM_NOISE = 2        # the Gaussian noise of soft/fuzzy CoT inputs

@@ -213,6 +213,7 @@ class TrainConfig:
     # Options beyond the paper (off by default):
     cot_loss_weight: float = 1.0         # weight of the CoT log-prob term
     shuffle_advantages: bool = False     # null control: advantages permuted within the step (no signal)
+    log_rollouts: bool = False           # write every step's rewards and advantages to rollouts.jsonl
 
     def validate(self, prefix: str = "") -> None:
         require(not self.mode.greedy, prefix + "mode.greedy", "training samples its CoTs; greedy: false")
