@@ -219,7 +219,7 @@ class _Processes:
         self.state = None
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             from accelerate import PartialState
-            self.state = PartialState()
+            self.state = PartialState(cpu=not torch.cuda.is_available())
         self.rank = self.state.process_index if self.state else 0
         self.world = self.state.num_processes if self.state else 1
         self.device = self.state.device if self.state else None
