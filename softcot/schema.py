@@ -134,7 +134,7 @@ class RolloutConfig:
     record_entropy: bool = False               # per-step entropy of the next-token distribution
     preallocate: bool = True                   # KV cache and mask allocated once for the longest rollout and
                                                # filled in place (false: plain DynamicCache, same results)
-    compact: bool = False                      # with preallocate: rows whose CoT has ended leave the batch that
+    compact: bool = True                       # with preallocate: rows whose CoT has ended leave the batch that
                                                # the model computes (speed; see softcot.kvcache)
 
     def validate(self, prefix: str = "") -> None:
