@@ -18,9 +18,10 @@ from pathlib import Path
 
 from softcot.io import atomic_path
 from softcot.results import load_eval, load_training, methods_present
+from softcot.runs import BASE_METHOD, parse_variant
 
 DEFAULT_STYLE = {"dpi": 150, "width": 4.0, "height": 3.0, "font_size": 9, "smooth": 5}
-COLORS = {"no finetune": "0.4", "hard": "tab:blue", "fuzzy": "tab:green", "soft": "tab:orange"}
+COLORS = {BASE_METHOD: "0.4", "hard": "tab:blue", "fuzzy": "tab:green", "soft": "tab:orange"}   # by kind
 
 
 def _plt(style: dict):
@@ -33,13 +34,19 @@ def _plt(style: dict):
 
 
 def _color(method: str):
-    return COLORS.get(method.split("-")[0] if method not in COLORS else method)
+    """A method's colour is its kind's: soft-null and soft-leverB16 share soft's (their line style differs)."""
+    return COLORS[BASE_METHOD] if method == BASE_METHOD else COLORS.get(parse_variant(method).kind)
+
+
+def _variant_linestyle(variant: str) -> str:
+    v = parse_variant(variant)
+    return "--" if v.null else (":" if v.lever else "-")
 
 
 def _method_line(method: str) -> dict:
     """Plot style of one training method's line; the base is dashed and drawn on top, so that it stays
     visible where a method's best checkpoint is the base itself (identical curves)."""
-    base = method == "no finetune"
+    base = method == BASE_METHOD
     return {"color": _color(method), "linestyle": "--" if base else "-", "zorder": 3 if base else 2}
 
 
@@ -69,7 +76,7 @@ def fig_training(plt, style, train: dict, variants: list[str], title_suffix: str
         rew = [list(zip([m["step"] for m in r["metrics"]], _smooth([m["reward_mean"] for m in r["metrics"]],
                                                                      style["smooth"]))) for r in runs]
         s, m, lo, hi = _band(rew)
-        ls = "--" if v.endswith("-null") else (":" if "-lever" in v else "-")
+        ls = _variant_linestyle(v)
         axes[0].plot(s, m, label=f"{v} ({len(runs)} seeds)", color=_color(v), linestyle=ls)
         axes[0].fill_between(s, lo, hi, alpha=0.2, color=_color(v))
         val = [[(x["step"], 100 * x["greedy_pass1"]) for x in r["val"]] for r in runs if r["val"]]

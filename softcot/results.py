@@ -2,7 +2,7 @@
 
 Paths carry the metadata:  .../eval/<model>/<dataset>/summary.json,  .../ood/<model>.json,
 .../train/<variant>/seed<k>/ (metrics.jsonl, val.jsonl). A model is "base" or "<variant>_seed<k>";
-a variant is a mode ("soft") or a mode with an ablation ("fuzzy-gamma1.0", "fuzzy-tau0.01").
+a variant is a mode ("soft") or a mode with a tag ("fuzzy-gamma1.0", "soft-null"): softcot.runs parses them.
 """
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from softcot.runs import BASE_METHOD, method_of  # noqa: F401  (method_of: re-exported for softcot.tables)
+
 SETTING_COLS = [("hard", "H"), ("fuzzy", "F"), ("soft", "S")]
-METHOD_ORDER = ["no finetune", "hard", "fuzzy", "soft"]
-
-
-def method_of(model: str) -> str:
-    return "no finetune" if model == "base" else model.rsplit("_seed", 1)[0]
+METHOD_ORDER = [BASE_METHOD, "hard", "fuzzy", "soft"]
 
 
 def mean_std(xs: list[float]) -> tuple[float, float]:

@@ -1,18 +1,25 @@
-"""The Snakemake workflow: dry runs per target and preset, the SLURM plan, the config check, lint, and a
+"""The Snakemake workflow: the shell commands that dry runs plan (per target, the default grid, the study,
+the ablations, each preset and its overrides), the SLURM plan, the config writer, the config check, lint, and a
 smoke run of the whole DAG on a reduced config (config/ci.yaml)."""
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from softcot.config_layers import resolve
+
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.name for p in (ROOT / "config" / "presets").glob("*.yaml"))
 TARGETS = ["all", "table1", "table2", "table3_5", "table6", "table8", "fig2", "fig3", "fig4", "fig5"]
+DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
 
 
 def smk(*args, cwd=ROOT, timeout=600):
@@ -27,53 +34,281 @@ def planned(out: str) -> dict[str, int]:
             if m.group(1) not in ("total", "all")}
 
 
+@dataclass
+class Job:
+    """One job of a `snakemake -n -p` printout."""
+    rule: str
+    wildcards: dict
+    output: list
+    shell: str | None
+
+    def commands(self) -> list[list[str]]:
+        """The shell command as argument lists, one per `&&` part, each without its output redirection."""
+        parts, cur = [], []
+        for token in [*shlex.split(self.shell or ""), "&&"]:
+            if token == "&&":
+                parts.append(cur[:cur.index(">")] if ">" in cur else cur)
+                cur = []
+            else:
+                cur.append(token)
+        return [c for c in parts if c]
+
+    @property
+    def argv(self) -> list[str]:
+        """The last command (the one that does the job's work)."""
+        return self.commands()[-1]
+
+
+def parse_jobs(out: str) -> list[Job]:
+    jobs = []
+    for block in re.split(r"^(?=(?:local)?rule \w+:$)", out, flags=re.M)[1:]:
+        field = lambda key: (re.search(rf"^    {key}: (.*)$", block, re.M) or [None, None])[1]  # noqa: E731
+        shell = re.search(r"^Shell command: (.*?)(?=\n+(?:\[\w{3} \w{3} +\d+ [\d:]+ \d{4}\]$|Job stats:|Reasons:"
+                          r"|This was a dry-run)|\Z)", block, re.M | re.S)       # a command may span lines
+        wildcards = dict(kv.split("=", 1) for kv in (field("wildcards") or "").split(", ") if kv)
+        jobs.append(Job(re.match(r"(?:local)?rule (\w+):", block)[1], wildcards,
+                        (field("output") or "").split(", "), None if not shell or shell[1] == "None" else shell[1]))
+    return jobs
+
+
+def dry_run(*args) -> tuple[str, list[Job]]:
+    """`snakemake ARGS -n -p --forceall`: every job of the targets is planned, whatever exists on disk."""
+    rc, out = smk(*args, "-n", "-p", "--forceall", "--nolock", "--cores", "2")
+    assert rc == 0, out[-3000:]
+    jobs = parse_jobs(out)
+    assert len(jobs) == sum(planned(out).values()) + ("rule all:" in out), "a printed job was not parsed"
+    return out, jobs
+
+
+def only(jobs: list[Job], rule: str, **wildcards) -> Job:
+    found = [j for j in jobs if j.rule == rule and all(j.wildcards.get(k) == str(v) for k, v in wildcards.items())]
+    assert len(found) == 1, f"{len(found)} jobs of rule {rule} {wildcards}"
+    return found[0]
+
+
+def values(argv: list[str], flag: str) -> list[str]:
+    """The arguments after `flag` up to the next --option."""
+    i = argv.index(flag) + 1
+    j = next((k for k in range(i, len(argv)) if argv[k].startswith("--")), len(argv))
+    return argv[i:j]
+
+
+def train_overrides(argv: list[str]) -> list[str]:
+    """The variant's overrides and the seed in `launch.sh GPU train --config CFG ... seed=K model.name_or_path=...`."""
+    assert argv[:2] == ["bash", "workflow/scripts/launch.sh"] and argv[3:5] == ["train", "--config"], argv
+    return argv[6:next(i for i, a in enumerate(argv) if a.startswith("model.name_or_path="))]
+
+
+def grid(cfg=DEFAULT) -> list[str]:
+    return ["base"] + [f"{m}_seed{s}" for m in cfg["train"]["modes"] for s in cfg["train"]["seeds"]]
+
+
+def evals(models, datasets, res="results/toy") -> set[str]:
+    return {f"{res}/eval/{m}/{d}/summary.json" for m in models for d in datasets}
+
+
+def ablation_models(param, cfg=DEFAULT) -> list[str]:
+    ab = cfg["ablations"]
+    return [f"{ab['mode']}-{param}{v}_seed{s}" for v in ab[param] for s in ab["seeds"]]
+
+
+TEST_SETS = DEFAULT["data"]["test_sets"]
+TARGET_INPUTS = {   # what each table or figure reads, as the default config names it
+    "table1": evals(grid(), TEST_SETS), "table3_5": evals(grid(), TEST_SETS), "fig3": evals(grid(), TEST_SETS),
+    "fig4": evals(grid(), TEST_SETS[:1]),
+    "table2": {f"results/toy/ood/{m}.json" for m in grid()},
+    "table6": evals(ablation_models("gamma"), TEST_SETS[:1]), "table8": evals(ablation_models("tau"), TEST_SETS[:1]),
+    "fig2": {f"results/toy/train/{m}/seed{s}" for m in DEFAULT["train"]["modes"] for s in DEFAULT["train"]["seeds"]},
+    "fig5": {f"results/toy/train/{m.replace('_seed', '/seed')}"
+             for m in ablation_models("gamma") + ablation_models("tau")},
+}
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_dry_run_per_target(target):
-    rc, out = smk("-n", "--nolock", "--cores", "2", target)
-    assert rc == 0, out[-3000:]
-    jobs = planned(out)
-    if target.startswith("fig") or target.startswith("table"):
-        assert jobs.get(target) == 1 or "Nothing to be done" in out
+    """Each named target plans its own rule once, with the command that reads exactly its inputs."""
+    _, jobs = dry_run(target)
+    if target == "all":
+        rules = {j.rule for j in jobs}
+        assert {"table1", "table2", "table3_5", "fig2", "fig3", "fig4", "export"} <= rules
+        assert not {"table6", "table8", "fig5", "study"} & rules                   # extra targets only
+        return
+    job = only(jobs, target)
+    kind = "tables" if target.startswith("table") else "figures"
+    argv = job.argv
+    assert argv[:3] == ["softcot", kind, target], argv
+    assert set(values(argv, "--inputs")) == TARGET_INPUTS[target]
+    assert values(argv, "--out") == [f"results/toy/{kind}/{target}"]
+    if kind == "tables" or target in ("fig3", "fig4"):
+        assert values(argv, "--test-sets") == TEST_SETS
+    if kind == "tables":
+        assert "--preset" not in argv                                             # config.yaml: preset null
+    else:
+        style = {k: v for k, v in DEFAULT["figures"].items() if not k.startswith("fig")}
+        assert json.loads(values(argv, "--style")[0]) == {**style, **DEFAULT["figures"].get(target, {})}
+
+
+def test_default_grid_plans_every_mode_and_seed():
+    _, jobs = dry_run()
+    modes, seeds, sets = DEFAULT["train"]["modes"], DEFAULT["train"]["seeds"], DEFAULT["data"]["test_sets"]
+    runs = len(modes) * len(seeds)
+    stats = {}
+    for j in jobs:
+        stats[j.rule] = stats.get(j.rule, 0) + 1
+    assert stats["train"] == runs and stats["export"] == runs and stats["pretrain_base"] == 1
+    assert stats["evaluate"] == (runs + 1) * len(sets) and stats["ood"] == runs + 1
+    threads = DEFAULT["resources"]["train"]["threads"]
+    for m in modes:
+        for s in seeds:
+            argv = only(jobs, "train", variant=m, seed=s).argv
+            assert train_overrides(argv) == [f"mode.kind={m}", f"seed={s}"]
+            assert argv[2] == "0" and argv[5] == "results/toy/configs/train.yaml"          # launch.sh GPUs: none
+            assert argv[6 + len(train_overrides(argv)):] == [
+                "model.name_or_path=results/toy/base", "data.train=results/toy/data/train.jsonl",
+                "data.val=results/toy/data/val.jsonl", f"output_dir=results/toy/train/{m}/seed{s}",
+                f"ckpt_dir=checkpoints/toy/train/{m}/seed{s}", f"threads={threads}"]
+            assert only(jobs, "export", variant=m, seed=s).argv == [
+                "softcot", "export", "--run", f"results/toy/train/{m}/seed{s}",
+                "--out", f"results/toy/export/{m}/seed{s}"]
+    for model in grid():
+        path = "results/toy/base" if model == "base" else f"results/toy/train/{model.replace('_seed', '/seed')}/model"
+        for d in sets:
+            assert only(jobs, "evaluate", model=model, dataset=d).argv == [
+                "softcot", "evaluate", "--config", "results/toy/configs/eval.yaml", f"model.name_or_path={path}",
+                f"data=results/toy/data/{d}.jsonl", f"threads={DEFAULT['resources']['evaluate']['threads']}",
+                "--out", f"results/toy/eval/{model}/{d}", "--no-progress", "--restart-on-change"]
+        assert only(jobs, "ood", model=model).argv == [
+            "softcot", "ood", "--model", f"{model}={path}", "--data", "ood=results/toy/data/ood.jsonl",
+            "--limit", str(DEFAULT["ood"]["limit"]), "--batch-size", str(DEFAULT["ood"]["batch_size"]),
+            "--threads", str(DEFAULT["resources"]["evaluate"]["threads"]), "--out", f"results/toy/ood/{model}.json",
+            "--no-progress"]
+    writer = ["python", "workflow/scripts/write_yaml.py"]
+    toy, pretrain = only(jobs, "toy_data").commands(), only(jobs, "pretrain_base").commands()
+    assert toy[0][:3] == writer + ["results/toy/data/toy_config.yaml"]
+    assert json.loads(toy[0][3]) == DEFAULT["data"]["toy"] and toy[0][4:] == []
+    assert pretrain[0][:3] == writer + ["results/toy/configs/pretrain.yaml"]
+    assert json.loads(pretrain[0][3]) == DEFAULT["pretrain"] and pretrain[0][4:] == ["threads=2"]
+    for rule, name, section in (("train_config", "train", DEFAULT["train"]["settings"]),
+                                ("eval_config", "eval", DEFAULT["eval"])):
+        argv = only(jobs, rule).argv
+        assert argv[:3] == writer + [f"results/toy/configs/{name}.yaml"] and argv[4:] == ["--model", "{}"]
+        assert json.loads(argv[3]) == section
 
 
 def test_study_plans_null_controls_and_levers(tmp_path):
     extra = tmp_path / "levers.yaml"
     extra.write_text("study:\n  modes: [soft]\n  seeds: [0, 1]\n  levers:\n    G16: {group_size: 16}\n"
                      "    slow: {optim: {lr: 1.0e-5}, steps: 120}\n")
-    rc, out = smk("study", "-n", "-p", "--forceall", "--nolock", "--cores", "2", "--configfile", str(extra))
-    assert rc == 0, out[-3000:]
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    runs = len(cfg["train"]["modes"]) * len(cfg["train"]["seeds"])
-    levers = set(cfg.get("study", {}).get("levers", {})) | {"G16", "slow"}   # Snakemake merges the two configs
-    jobs = planned(out)
-    assert jobs["train"] == 2 * runs + len(levers) * 2 and jobs["study_curves"] == 1 and jobs["diagnose_snr"] == 1
-    assert "output_dir=results/toy/train/soft-leverslow/seed1" in out
-    assert "optim.lr=1e-05 steps=120 seed=1" in out and "mode.kind=soft group_size=16 seed=0" in out
+    _, jobs = dry_run("study", "--configfile", str(extra))
+    modes, seeds = DEFAULT["train"]["modes"], DEFAULT["train"]["seeds"]
+    levers = {**DEFAULT["study"]["levers"], "G16": None, "slow": None}     # Snakemake merges the two configs
+    trains = [j for j in jobs if j.rule == "train"]
+    assert len(trains) == 2 * len(modes) * len(seeds) + len(levers) * 2
+    assert {j.rule for j in jobs} >= {"study", "study_curves", "diagnose_snr"}
+    for m in modes:
+        for s in seeds:
+            assert train_overrides(only(jobs, "train", variant=f"{m}-null", seed=s).argv) == [
+                f"mode.kind={m}", "shuffle_advantages=true", f"seed={s}"]
+    expected = {"G16": ["group_size=16"], "slow": ["optim.lr=1e-05", "steps=120"],
+                "B16": ["prompts_per_step=16", "rollout_batch=128"]}
+    for name, overrides in expected.items():
+        for s in (0, 1):
+            job = only(jobs, "train", variant=f"soft-lever{name}", seed=s)
+            assert train_overrides(job.argv) == ["mode.kind=soft", *overrides, f"seed={s}"]
+            assert f"output_dir=results/toy/train/soft-lever{name}/seed{s}" in job.argv
+    study = only(jobs, "study").argv
+    models = grid() + [f"{m}-null_seed{s}" for m in modes for s in seeds] + [
+        f"soft-lever{n}_seed{s}" for n in levers for s in (0, 1)]
+    assert study[:3] == ["softcot", "tables", "study"]
+    assert set(values(study, "--inputs")) == evals(models, TEST_SETS[:1]) | {"results/toy/study/snr.json"}
+    curves = only(jobs, "study_curves").argv
+    assert set(values(curves, "--inputs")) == {f"results/toy/train/{m.replace('_seed', '/seed')}" for m in models[1:]}
+    snr = only(jobs, "diagnose_snr").argv
+    assert values(snr, "--modes") == ["hard", "soft", "fuzzy"] and values(snr, "--model") == ["results/toy/base"]
 
 
-def test_default_grid_plans_every_mode_and_seed():
-    rc, out = smk("-n", "--forceall", "--nolock", "--cores", "2")
-    assert rc == 0, out[-3000:]
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    runs = len(cfg["train"]["modes"]) * len(cfg["train"]["seeds"])
-    jobs = planned(out)
-    assert jobs["train"] == runs and jobs["export"] == runs and jobs["pretrain_base"] == 1
-    assert jobs["evaluate"] == (runs + 1) * len(cfg["data"]["test_sets"])
+def test_ablation_variants_train_with_their_mode_parameter():
+    _, jobs = dry_run("fig5", "table6", "table8")
+    ab = DEFAULT["ablations"]
+    for param in ("gamma", "tau"):
+        for v in ab[param]:
+            for s in ab["seeds"]:
+                job = only(jobs, "train", variant=f"{ab['mode']}-{param}{v}", seed=s)
+                assert train_overrides(job.argv) == [f"mode.kind={ab['mode']}", f"mode.{param}={v}", f"seed={s}"]
+
+
+def test_config_values_reach_the_commands_as_single_arguments(tmp_path):
+    """Config strings with spaces, quotes and newlines are shell-quoted: each reaches its command whole."""
+    template = "Q: it's {question} \"now\"\nA:"
+    extra = tmp_path / "quotes.yaml"
+    extra.write_text(yaml.safe_dump({"train": {"settings": {"data": {"prompt_template": template}}},
+                                     "study": {"modes": ["soft"], "seeds": [0],
+                                               "levers": {"P": {"data": {"prompt_template": template}}}}}))
+    _, jobs = dry_run("study", "--configfile", str(extra))
+    assert json.loads(only(jobs, "train_config").argv[3])["data"]["prompt_template"] == template
+    (override,) = [a for a in train_overrides(only(jobs, "train", variant="soft-leverP", seed=0).argv)
+                   if a.startswith("data.")]
+    key, raw = override.split("=", 1)
+    assert key == "data.prompt_template" and yaml.safe_load(raw) == template
+    assert values(only(jobs, "diagnose_snr").argv, "--template") == [template]
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets_dry_run(preset):
-    rc, out = smk("-n", "--cores", "2", "--configfile", f"config/presets/{preset}")
-    assert rc == 0, out[-3000:]
-    jobs = planned(out)
-    assert jobs["train"] == 9 or preset.startswith("smollm2")
-    assert "pretrain_base" not in jobs and "toy_data" not in jobs
+    path = ROOT / "config" / "presets" / preset
+    cfg = resolve([ROOT / "config.yaml"], [path], {})
+    res = f"results/{cfg['experiment']}"
+    _, jobs = dry_run("--configfile", f"config/presets/{preset}")
+    rules = [j.rule for j in jobs]
+    assert rules.count("train") == len(cfg["train"]["modes"]) * len(cfg["train"]["seeds"])
+    assert rules.count("train") == 9 or preset.startswith("smollm2")
+    assert "pretrain_base" not in rules and "toy_data" not in rules
+    for name in ("train_config", "eval_config"):
+        argv = only(jobs, name).argv
+        section = cfg["train"]["settings"] if name == "train_config" else cfg["eval"]
+        assert json.loads(argv[3]) == section and json.loads(values(argv, "--model")[0]) == cfg["base"]["model"]
+    for name, spec in cfg["data"]["sets"].items():
+        if name not in ("train", "val", *cfg["data"]["test_sets"], *cfg["data"]["ood_sets"]):
+            continue
+        argv = only(jobs, "prepare_benchmark", dataset=name).argv
+        assert argv[:4] == ["softcot", "prepare-data", "--benchmark", spec["benchmark"]]
+        assert values(argv, "--out") == [f"{res}/data/{name}.jsonl"]
+        for key in ("split", "path", "limit", "seed"):
+            if spec.get(key) is None:
+                assert f"--{key}" not in argv
+            else:
+                assert values(argv, f"--{key}") == [str(spec[key])]
+    model = cfg["base"]["model"]["name_or_path"]
+    assert f"model.name_or_path={model}" in only(jobs, "train", variant="hard", seed=0).argv
+    table = only(jobs, "table1").argv
+    assert values(table, "--test-sets") == cfg["data"]["test_sets"]
+    if cfg["preset"]:                       # the paper's rows beside ours
+        assert values(table, "--preset") == [cfg["preset"]]
+    else:
+        assert "--preset" not in table
+
+
+def test_a_later_configfile_and_config_override_a_preset(tmp_path):
+    """config.yaml < paper base < preset overlay < a later --configfile < --config, key by key."""
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("train:\n  seeds: [0]\n  settings:\n    optim: {lr: 1.0e-7}\ndata:\n  test_sets: [gsm8k]\n")
+    _, jobs = dry_run("all", "--configfile", "config/presets/llama3b_math.yaml", str(extra),
+                      "--config", "experiment=mine")
+    settings = json.loads(only(jobs, "train_config").argv[3])
+    assert settings["optim"] == {"lr": 1e-7, "warmup_steps": 20, "schedule": "cosine", "grad_clip": None}
+    assert settings["rollout"]["max_cot_tokens"] == 512 and settings["steps"] == 4000    # overlay, base
+    assert sorted(j.wildcards["variant"] for j in jobs if j.rule == "train") == ["fuzzy", "hard", "soft"]
+    assert only(jobs, "prepare_benchmark", dataset="train").argv[:4] == ["softcot", "prepare-data", "--benchmark",
+                                                                         "math"]
+    table = only(jobs, "table1").argv
+    assert values(table, "--test-sets") == ["gsm8k"] and values(table, "--preset") == ["llama3b_math"]
+    assert values(table, "--out") == ["results/mine/tables/table1"]
 
 
 @pytest.mark.parametrize("preset", [p for p in PRESETS if not p.startswith("smollm2")])
 def test_slurm_profile_plans_gpus_on_training_and_evaluation(preset):
-    rc, out = smk("-n", "-j", "10", "--executor", "slurm", "--workflow-profile", "profiles/slurm",
-                  "--configfile", f"config/presets/{preset}")
+    rc, out = smk("-n", "--forceall", "--nolock", "-j", "10", "--executor", "slurm", "--workflow-profile",
+                  "profiles/slurm", "--configfile", f"config/presets/{preset}")
     assert rc == 0, out[-3000:]
     blocks = re.split(r"\n(?=\S*rule \w+:)", out)
     seen = set()
@@ -94,6 +329,39 @@ def test_slurm_profile_plans_gpus_on_training_and_evaluation(preset):
     assert seen == {"train", "evaluate", "export"}
 
 
+WRITER_CASES = [   # (section, --model, overrides, the YAML content expected): one per rule that writes a config
+    ({"seed": 0, "steps": 6}, None, ["threads=2"], {"seed": 0, "steps": 6, "threads": 2}),           # pretrain_base
+    ({"seed": 0}, None, [], {"seed": 0}),                                                           # toy_data
+    ({"steps": 4, "optim": {"lr": 1e-5}}, {}, [], {"steps": 4, "optim": {"lr": 1e-5}}),              # train_config, toy
+    ({"n_samples": 32, "model": {"dtype": "bf16", "name_or_path": "own"}},                     # eval_config, preset
+     {"name_or_path": "meta/m", "chat_template": False}, [],
+     {"n_samples": 32, "model": {"chat_template": False, "dtype": "bf16", "name_or_path": "own"}}),
+    ({"a": {"b": 1}}, {"name_or_path": "m"}, ["a.c=2", "model.name_or_path=z"],                     # overrides last
+     {"a": {"b": 1, "c": 2}, "model": {"name_or_path": "z"}}),
+]
+
+
+@pytest.mark.parametrize("section,model,overrides,expected", WRITER_CASES)
+def test_config_writer_writes_the_sorted_yaml_of_its_section(tmp_path, section, model, overrides, expected):
+    import json
+    import sys
+    out = tmp_path / "sub" / "cfg.yaml"
+    args = [sys.executable, str(ROOT / "workflow/scripts/write_yaml.py"), str(out), json.dumps(section), *overrides]
+    if model is not None:
+        args += ["--model", json.dumps(model)]
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == yaml.safe_dump(expected, sort_keys=True).encode()
+    assert [f.name for f in out.parent.iterdir()] == ["cfg.yaml"]          # written atomically: no temp file left
+
+
+def test_config_writer_names_a_bad_argument(tmp_path):
+    import sys
+    p = subprocess.run([sys.executable, str(ROOT / "workflow/scripts/write_yaml.py"), str(tmp_path / "x.yaml"), "{}",
+                        "--model", "[1]"], capture_output=True, text=True)
+    assert p.returncode != 0 and "--model must be a JSON object" in p.stderr and not (tmp_path / "x.yaml").exists()
+
+
 BAD_CONFIGS = [
     ("train:\n  modes: [lukewarm]\n", "modes"),
     ("train:\n  seeds: []\n", "seeds"),
@@ -109,6 +377,7 @@ BAD_CONFIGS = [
      "data.sets.train.path"),
     ("pretrain:\n  hidden_sizee: 3\n", "hidden_sizee"),
     ("study:\n  levers:\n    fast: {optim: {lr: -1}}\n", "study.levers.fast.optim.lr"),
+    ("extends: nosuch.yaml\n", "nosuch.yaml: config file not found"),
 ]
 
 

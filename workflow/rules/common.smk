@@ -1,13 +1,29 @@
-# Helpers, wildcard constraints and config validation. Rules live in the other .smk files.
+# Helpers, wildcard constraints, shared constants and config validation. Rules live in the other .smk files.
 
 import json
 import os
 import shlex
 from pathlib import Path
 
+from snakemake.common.configfile import load_configfile
 from snakemake.utils import validate
 
+from softcot import runs
+from softcot.config_layers import resolve
 
+
+def _resolve_config_layers():
+    """Rebuild the config so that each --configfile's `extends:` base (a preset overlay's config/paper_base.yaml)
+    lies beneath that file: config.yaml < base < overlay < later --configfile < --config. Snakemake itself
+    knows no such key. The dict is updated in place: Snakemake and every helper hold this same object."""
+    cli_files = list(workflow.overwrite_configfiles)
+    own_files = [] if workflow.config_settings.replace_workflow_config else workflow.configfiles[len(cli_files):]
+    layered = resolve(own_files, cli_files, workflow.config_settings.config, loader=load_configfile)
+    config.clear()
+    config.update(layered)
+
+
+_resolve_config_layers()
 validate(config, "../schemas/config.schema.yaml")
 
 # A second, semantic check with softcot's own typed configs (e.g. k > n, tau <= 0, missing files):
@@ -30,10 +46,16 @@ OOD_SETS = config["data"]["ood_sets"]
 ENV = "../../envs/softcot.yaml"
 
 
+# Arguments of the commands that read evaluations: the figures' test sets; the tables' (and the study's) also
+# name the paper preset, whose own rows they print beside ours.
+FIG_ARGS = "--test-sets " + " ".join(TEST_SETS)
+TABLE_ENV_ARGS = FIG_ARGS + (f" --preset {config['preset']}" if config.get("preset") else "")
+
+
 wildcard_constraints:
-    variant=r"(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+|-null|-lever[A-Za-z0-9]+)?",
-    seed=r"\d+",
-    model=r"base|(hard|soft|fuzzy)(-(gamma|tau)[0-9.e-]+|-null|-lever[A-Za-z0-9]+)?_seed\d+",
+    variant=runs.VARIANT_RE,
+    seed=runs.SEED_RE,
+    model=runs.MODEL_RE,
     dataset=r"[A-Za-z0-9_]+",
 
 
@@ -59,19 +81,23 @@ def base_inputs(wildcards=None):
 
 
 def variant_overrides(variant):
-    """'fuzzy' -> mode.kind=fuzzy; 'fuzzy-gamma1.0' -> also mode.gamma=1.0; 'soft-tau0.1' -> mode.tau=0.1;
-    'soft-null' -> the null control (advantages shuffled within each step: same noise, no signal);
-    'soft-leverB16' -> the training overrides of config study.levers.B16 (a flat or nested mapping)."""
-    kind, _, rest = variant.partition("-")
-    out = [f"mode.kind={kind}"]
-    if rest == "null":
+    """The train command's overrides for a variant name (softcot.runs): 'fuzzy' -> mode.kind=fuzzy;
+    'fuzzy-gamma1.0' -> also mode.gamma=1.0; 'soft-tau0.1' -> mode.tau=0.1; 'soft-null' -> the null control
+    (advantages shuffled within each step: same noise, no signal); 'soft-leverB16' -> the training overrides
+    of config study.levers.B16 (a flat or nested mapping)."""
+    v = runs.parse_variant(variant)
+    out = [f"mode.kind={v.kind}"]
+    if v.null:
         out.append("shuffle_advantages=true")
-    elif rest.startswith("gamma"):
-        out.append(f"mode.gamma={rest[5:]}")
-    elif rest.startswith("tau"):
-        out.append(f"mode.tau={rest[3:]}")
-    elif rest.startswith("lever"):
-        out += [shlex.quote(f"{k}={json.dumps(v)}") for k, v in flatten(config["study"]["levers"][rest[5:]])]
+    elif v.ablation:
+        param, value = v.ablation
+        out.append(f"mode.{param}={value}")
+    elif v.lever:
+        levers = config["study"]["levers"]
+        if v.lever not in levers:
+            raise ValueError(f"variant {variant!r}: config study.levers has no lever {v.lever!r}; "
+                             f"configured: {sorted(levers)}")
+        out += [shlex.quote(f"{k}={json.dumps(val)}") for k, val in flatten(levers[v.lever])]
     return out
 
 
@@ -88,37 +114,36 @@ def flatten(d, prefix=""):
 
 def train_dir(model):
     """'soft-null_seed1' -> the training run's output directory results/<exp>/train/soft-null/seed1."""
-    variant, seed = model.rsplit("_seed", 1)
-    return f"{RES}/train/{variant}/seed{seed}"
+    return f"{RES}/{runs.train_subdir(model)}"
 
 
 def model_path(model):
-    return base_model() if model == "base" else f"{train_dir(model)}/model"
+    return base_model() if model == runs.BASE else f"{train_dir(model)}/model"
 
 
 def model_inputs(wildcards):
-    return base_inputs() if wildcards.model == "base" else [train_dir(wildcards.model)]
+    return base_inputs() if wildcards.model == runs.BASE else [train_dir(wildcards.model)]
 
 
 def study_variants():
-    nulls = [f"{m}-null" for m in MODES]
-    levers = [f"{m}-lever{name}" for name in config["study"]["levers"] for m in config["study"]["modes"]]
+    nulls = [runs.null_variant(m) for m in MODES]
+    levers = [runs.lever_variant(m, name) for name in config["study"]["levers"] for m in config["study"]["modes"]]
     return nulls, levers
 
 
 def study_models():
     nulls, levers = study_variants()
-    return ([f"{v}_seed{s}" for v in nulls for s in SEEDS]
-            + [f"{v}_seed{s}" for v in levers for s in config["study"]["seeds"]])
+    return ([runs.model_name(v, s) for v in nulls for s in SEEDS]
+            + [runs.model_name(v, s) for v in levers for s in config["study"]["seeds"]])
 
 
 def grid_models():
-    return ["base"] + [f"{m}_seed{s}" for m in MODES for s in SEEDS]
+    return [runs.BASE] + [runs.model_name(m, s) for m in MODES for s in SEEDS]
 
 
 def ablation_models(param):
     ab = config["ablations"]
-    return [f"{ab['mode']}-{param}{v}_seed{s}" for v in ab[param] for s in ab["seeds"]]
+    return [runs.model_name(runs.ablation_variant(ab["mode"], param, v), s) for v in ab[param] for s in ab["seeds"]]
 
 
 def res(rule_name, key, default=None):
@@ -134,8 +159,6 @@ def default_targets():
 
 def benchmark_args(dataset):
     """CLI arguments of `softcot prepare-data` for one configured set, shell-quoted."""
-    import shlex
-
     spec = config["data"]["sets"].get(dataset)
     if spec is None:
         raise ValueError(f"data.sets has no entry {dataset!r}; configured: {sorted(config['data']['sets'])}")
@@ -149,7 +172,7 @@ def benchmark_args(dataset):
 
 def ood_gguf_args(model):
     gguf = None if is_toy() else config["base"]["model"].get("gguf_file")
-    return shlex.join(["--gguf", f"{model}={gguf}"]) if (model == "base" and gguf) else ""
+    return shlex.join(["--gguf", f"{model}={gguf}"]) if (model == runs.BASE and gguf) else ""
 
 
 def eval_inputs(models, datasets=None):

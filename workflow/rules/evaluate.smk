@@ -15,7 +15,7 @@ rule eval_config:
         ENV
     localrule: True
     shell:
-        "python workflow/scripts/write_eval_config.py {output:q} {params.ev:q} {params.model:q} > {log:q} 2>&1"
+        "python workflow/scripts/write_yaml.py {output:q} {params.ev:q} --model {params.model:q} > {log:q} 2>&1"
 
 
 rule evaluate:

@@ -1,8 +1,6 @@
 # One named target per regenerated figure. Each gets only the `figures` config section, so a style edit
 # reruns that figure and nothing upstream.
 
-FIG_ARGS = "--test-sets " + " ".join(TEST_SETS)
-
 
 rule fig2:
     """Figure 2: training reward and greedy-validation curves per training mode."""

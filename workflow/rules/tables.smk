@@ -1,7 +1,5 @@
 # One named target per regenerated table: `snakemake table1 --cores all` rebuilds exactly that table.
 
-TABLE_ENV_ARGS = "--test-sets " + " ".join(TEST_SETS) + (f" --preset {config['preset']}" if config.get("preset") else "")
-
 
 rule table1:
     """Table 1: hard inference (greedy pass@1, sample pass@1, sample pass@n) for every training mode."""

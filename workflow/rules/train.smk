@@ -16,7 +16,7 @@ rule train_config:
         ENV
     localrule: True
     shell:
-        "python workflow/scripts/write_train_config.py {output:q} {params.train:q} {params.model:q} > {log:q} 2>&1"
+        "python workflow/scripts/write_yaml.py {output:q} {params.train:q} --model {params.model:q} > {log:q} 2>&1"
 
 
 rule train:
