@@ -343,6 +343,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--restart-on-change", action="store_true",
                     help="discard the shards of a setting whose configuration changed, instead of stopping")
+    ood = ap.add_argument_group("out-of-domain checks with the same model load (softcot ood)")
+    ood.add_argument("--ood-data", action="append", default=[], metavar="BENCH=PATH")
+    ood.add_argument("--ood-out", help="output JSON of the out-of-domain checks (a .md table beside it)")
+    ood.add_argument("--ood-name", default="model", help="the model's name in that JSON")
+    ood.add_argument("--ood-limit", type=int)
+    ood.add_argument("--ood-batch-size", type=int, default=16)
     args = ap.parse_intermixed_args(argv)
     if len(args.out) != max(1, len(args.data)):
         raise ConfigError(f"--out: {len(args.out)} given for {len(args.data)} --data; give one --out per --data")
@@ -362,4 +368,19 @@ def main(argv: list[str]) -> int:
         summary = evaluate(c, out, model, tok, progress=not args.no_progress, restart_on_change=args.restart_on_change)
         print(format_summary(summary))
         print(f"wrote {Path(out) / 'summary.json'}")
+    if args.ood_out:
+        _ood(args, cfg, model, tok)
     return 0
+
+
+def _ood(args, cfg: EvalConfig, model, tok) -> None:
+    """The out-of-domain checks of `softcot ood` on the model already loaded (main process only)."""
+    from softcot.ood import ood, parse_pairs, write_results
+    from softcot.schema import OODConfig
+    occ = OODConfig(models={args.ood_name: cfg.model.name_or_path}, data=parse_pairs(args.ood_data, "--ood-data"),
+                    limit=args.ood_limit, batch_size=args.ood_batch_size)
+    occ.validate("--ood-")
+    if _Processes().rank == 0:
+        res = ood({args.ood_name: cfg.model}, occ.data, occ.limit, occ.batch_size, progress=not args.no_progress,
+                  loaded={args.ood_name: (model, tok)})
+        print(write_results(res, args.ood_out), end="")
