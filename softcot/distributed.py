@@ -164,7 +164,7 @@ def hf_state_dict(acc, scorer) -> dict | None:
         return None
     with _full_state_type(scorer, rank0_only=True):
         sd = scorer.state_dict()
-    return {k[len(PREFIX):]: v for k, v in sd.items() if k.startswith(PREFIX)}
+    return {k.removeprefix(PREFIX): v for k, v in sd.items() if k.startswith(PREFIX)}
 
 
 class _Saved:
@@ -198,8 +198,7 @@ class _ShardedModel:
     def load_state_dict(self, weights: dict, strict: bool = True):
         with _full_state_type(self.scorer, rank0_only=False):
             res = self.scorer.load_state_dict({PREFIX + k: v for k, v in weights.items()}, strict=strict)
-        strip = lambda keys: [k[len(PREFIX):] if k.startswith(PREFIX) else k for k in keys]  # noqa: E731
-        return strip(res.missing_keys), strip(res.unexpected_keys)
+        return [k.removeprefix(PREFIX) for k in res.missing_keys], [k.removeprefix(PREFIX) for k in res.unexpected_keys]
 
 
 class _ShardedOptimizer:
