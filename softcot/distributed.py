@@ -145,6 +145,17 @@ def agree(acc, value):
     return broadcast_object_list([value], from_process=0)[0]
 
 
+def grad_sq_sum(acc, params) -> float:
+    """Sum of squared gradient entries over every process's shard under FSDP (the local sum otherwise)."""
+    total = torch.zeros((), dtype=torch.float64, device=acc.device)
+    for p in params:
+        if p.grad is not None:
+            total += p.grad.double().pow(2).sum()
+    if is_fsdp(acc) and acc.num_processes > 1:
+        torch.distributed.all_reduce(total)
+    return float(total)
+
+
 # --------------------------------------------------------------------------- full state for files
 
 def _full_state_type(module, rank0_only: bool):

@@ -25,7 +25,8 @@ backward of one micro-batch, gradients of earlier micro-batches held) and optimi
   gradients          4 N (update, optimizer; freed before rollouts by zero_grad(set_to_none))   FSDP: / W
   AdamW states       8 N (exp_avg, exp_avg_sq)                                                FSDP: / W
   AdamW temporary    4 N / (W if FSDP): foreach AdamW's sqrt(exp_avg_sq) on a GPU (optimizer phase);
-                     on the CPU the per-parameter loop needs one largest-tensor temporary
+                     on the CPU the per-parameter loop holds two temporaries of the largest tensor
+                     (sqrt(exp_avg_sq) and its quotient): 8 x largest tensor
   DDP buckets        4 N when W > 1 (DDP's gradient buckets, gradient_as_bucket_view off)
   autocast casts     2 N_lin under autocast: bf16 copies of the weights. Leaf fp32 weights are cached for
                      the whole autocast block (rollout and update phases); under FSDP the per-unit views
@@ -296,7 +297,7 @@ def estimate(s: Setting) -> Plan:
     add("weights (fp32)", rollout=4 * N / shard, update=4 * N / shard, optimizer=4 * N / shard)
     add("gradients (fp32)", update=4 * N / shard, optimizer=4 * N / shard)
     add("AdamW states", rollout=8 * N / shard, update=8 * N / shard, optimizer=8 * N / shard)
-    add("AdamW temporary", optimizer=4 * N / shard if s.on_gpu else 4 * a.largest_tensor)
+    add("AdamW temporary", optimizer=4 * N / shard if s.on_gpu else 8 * a.largest_tensor)
     if not s.fsdp and W > 1:
         add("DDP gradient buckets", rollout=4 * N, update=4 * N, optimizer=4 * N)
     if s.autocast:

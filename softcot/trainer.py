@@ -37,7 +37,8 @@ from softcot import __version__
 from softcot.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from softcot.config import ConfigError, load_config
 from softcot.data import PromptSampler, Records, load_records
-from softcot.distributed import agree, full_params, gathered, hf_state_dict, loadable, make_accelerator, prepare
+from softcot.distributed import (agree, full_params, gathered, grad_sq_sum, hf_state_dict, loadable,
+                                 make_accelerator, prepare)
 from softcot.evaluate import greedy_accuracy
 from softcot.io import append_jsonl, atomic_dir, read_jsonl, write_json, write_text
 from softcot.loss import Scorer, backward_microbatches, policy_loss, rloo_advantages
@@ -219,8 +220,7 @@ def _term_grad_norms(run: _Run, batch: _Batch) -> dict:
         backward_microbatches(run.scorer, batch.rollouts, batch.adv, run.cfg.micro_batch,
                               lambda t, a, term=term: -(a.to(t[term].device) * t[term]).sum() / run.total, run.acc)
         params = list(run.scorer.parameters())
-        out[f"grad_norm_{term}"] = math.sqrt(sum(float(p.grad.float().pow(2).sum()) for p in params
-                                                 if p.grad is not None))
+        out[f"grad_norm_{term}"] = math.sqrt(grad_sq_sum(run.acc, params))
         for p in params:
             p.grad = None
     return out

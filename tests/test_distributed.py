@@ -107,7 +107,8 @@ def runs(tmp_path_factory):
                     "prompt_template": "Q: {question}\nA:"},
            "optim": {"lr": 3e-3, "warmup_steps": 0, "schedule": "constant"}, "steps": 3, "prompts_per_step": 4,
            "group_size": 4, "rollout_batch": 8, "micro_batch": 4, "save_every": 2, "eval_every": 2, "seed": 0,
-           "threads": 1, "reward": "tests.helpers:parity_reward", "gradient_checkpointing": True}
+           "threads": 1, "reward": "tests.helpers:parity_reward", "gradient_checkpointing": True,
+           "diagnostics_every": 1}
     (d / "train.yaml").write_text(yaml.safe_dump(cfg))
     train = ["-m", "softcot.cli", "train", "--config", str(d / "train.yaml")]
     out = {}
@@ -130,7 +131,7 @@ def _same_steps(a: Path, b: Path, rel: float = 1e-4) -> None:
     assert len(ma) == len(mb) == 3
     for ra, rb in zip(ma, mb):
         assert ra["reward_mean"] == rb["reward_mean"] and ra["pass_rate"] == rb["pass_rate"], (ra, rb)
-        for key in ("loss", "grad_norm", "logp_cot", "logp_answer"):
+        for key in ("loss", "grad_norm", "logp_cot", "logp_answer", "grad_norm_cot", "grad_norm_answer"):
             assert ra[key] == pytest.approx(rb[key], rel=rel, abs=1e-4), (key, ra, rb)
     assert (a / "val.jsonl").read_text() == (b / "val.jsonl").read_text()
 

@@ -130,6 +130,17 @@ def test_cli_flags_and_bad_keys():
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "strategy" in r.stderr
 
 
+def test_a_train_config_yaml_plans_too(tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {"name_or_path": "Qwen/Qwen2.5-3B-Instruct"}, "data": {"train": "x.jsonl"},
+                                   "micro_batch": 4, "gradient_checkpointing": True, "strategy": "fsdp"}))
+    r = run_plan("--config", str(cfg), "--gpus", "4", "--gpu-memory-gb", "40", "--prompt-tokens", "300")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "strategy fsdp, 4 GPUs x 40 GiB" in r.stdout and "prompt 300 tokens" in r.stdout
+    r = run_plan("--config", str(cfg), "--gpus", "1", "--gpu-memory-gb", "40")
+    assert r.returncode == 1 and "(1 process: unsharded)" in r.stdout and "--gpus: 2 with strategy: fsdp" in r.stdout
+
+
 def test_fsdp_terms_shrink_with_gpus():
     s = plan.workflow_setting(read_yaml(REPO / "config" / "presets" / "llama8b_gsm8k.yaml"))
     p8, p4 = plan.estimate(s), plan.estimate(plan.replace(s, gpus=4))
