@@ -39,8 +39,9 @@ from softcot.config import ConfigError
 PREFIX = "model."           # the HF model's parameter names inside softcot.loss.Scorer
 
 
-def launched_with_fsdp() -> bool:
-    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+# Set by `accelerate launch` with an FSDP config before the process starts. An Accelerator built with an FSDP
+# plugin sets it as well, so it is read once, at import, and cleared for a later DDP Accelerator.
+LAUNCHED_WITH_FSDP = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
 
 
 def make_accelerator(strategy: str, **kwargs):
@@ -48,10 +49,11 @@ def make_accelerator(strategy: str, **kwargs):
     from accelerate import Accelerator
     from accelerate.utils import DistributedType
     if strategy != "fsdp":
-        if launched_with_fsdp():
+        if LAUNCHED_WITH_FSDP:
             raise ConfigError("strategy: ddp, but this process was launched with an FSDP accelerate config "
                               "(ACCELERATE_USE_FSDP=true); set strategy: fsdp or launch with "
                               "profiles/accelerate/8gpu.yaml")
+        os.environ.pop("ACCELERATE_USE_FSDP", None)
         return Accelerator(**kwargs)
     plugin = fsdp_plugin()
     acc = Accelerator(fsdp_plugin=plugin, **kwargs)

@@ -211,11 +211,15 @@ def test_train_rule_passes_the_strategy():
 
 
 def test_ddp_under_an_fsdp_launch_is_refused(monkeypatch):
+    from softcot import distributed
     from softcot.config import ConfigError
-    from softcot.distributed import make_accelerator
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setattr(distributed, "LAUNCHED_WITH_FSDP", True)
     with pytest.raises(ConfigError, match="strategy: ddp.*strategy: fsdp"):
-        make_accelerator("ddp", cpu=True)
+        distributed.make_accelerator("ddp", cpu=True)
+    r = subprocess.run([sys.executable, "-c", "from softcot.distributed import make_accelerator; "
+                        "make_accelerator('ddp', cpu=True)"], env={**_env(), "ACCELERATE_USE_FSDP": "true"},
+                       capture_output=True, text=True, check=False, cwd=REPO)
+    assert r.returncode != 0 and "launched with an FSDP accelerate config" in r.stderr
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["rollouts"]:
