@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from softcot.distributed import is_fsdp
 from softcot.modeling import decoder_of, lm_logits, synced_clock
 from softcot.modes import mix
 from softcot.rollout import Rollout
@@ -193,7 +194,9 @@ def backward_microbatches(scorer, rollouts: list[Rollout], advantages: torch.Ten
     stats = {"cot": 0.0, "answer": 0.0, "loss": 0.0, "forward_s": 0.0, "backward_s": 0.0}
     for i, (sub, adv) in enumerate(chunks):
         last = i == len(chunks) - 1
-        sync = contextlib.nullcontext() if (acc is None or last or acc.num_processes == 1) else acc.no_sync(scorer)
+        # No no_sync under FSDP: it would hold unsharded gradients; each micro-batch reduce-scatters instead.
+        accumulate = acc is not None and not last and acc.num_processes > 1 and not is_fsdp(acc)
+        sync = acc.no_sync(scorer) if accumulate else contextlib.nullcontext()
         with sync:
             ta = _now(acc)
             with (acc.autocast() if acc is not None else contextlib.nullcontext()):

@@ -204,6 +204,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_every: int = 50
     precision: Literal["auto", "fp32", "bf16"] = "auto"     # auto: bf16 autocast on GPU, fp32 on CPU
+    strategy: Literal["ddp", "fsdp"] = "ddp"   # ddp: replicated; fsdp: fully sharded (softcot.distributed, softcot plan)
     reward: str = "softcot.rewards:math_reward"
     max_nonfinite_steps: int = 5         # consecutive skipped steps before the run stops
     threads: int | None = None           # torch CPU threads
@@ -222,6 +223,7 @@ class TrainConfig:
             require(getattr(self, key) >= 1, prefix + key, f"got {getattr(self, key)}; must be >= 1")
         require(self.group_size >= 2, prefix + "group_size", f"got {self.group_size}; RLOO needs >= 2 rollouts per prompt")
         require(self.threads is None or self.threads >= 1, prefix + "threads", "must be >= 1 or null")
+        require(self.strategy in ("ddp", "fsdp"), prefix + "strategy", f"got {self.strategy!r}; allowed: ddp | fsdp")
         require(self.diagnostics_every >= 0, prefix + "diagnostics_every", "must be >= 0")
 
     @property

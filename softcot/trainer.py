@@ -38,6 +38,8 @@ from softcot import __version__, rng
 from softcot.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from softcot.config import ConfigError, load_config
 from softcot.data import PromptSampler, Records, load_records
+from softcot.distributed import (agree, full_params, gathered, grad_sq_sum, hf_state_dict, loadable,
+                                 make_accelerator, prepare)
 from softcot.evaluate import greedy_accuracy
 from softcot.io import append_jsonl, atomic_dir, read_jsonl, write_json, write_text
 from softcot.loss import Scorer, backward_microbatches, policy_loss, rloo_advantages
@@ -105,12 +107,10 @@ class _Batch:
 # --------------------------------------------------------------------------- set-up and resume
 
 def _setup(cfg: TrainConfig, reward_fn=None) -> _Run:
-    from accelerate import Accelerator
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     use_cuda = torch.cuda.is_available()
-    acc = Accelerator(mixed_precision=mixed_precision(cfg.precision, use_cuda), cpu=not use_cuda)
+    acc = make_accelerator(cfg.strategy, mixed_precision=mixed_precision(cfg.precision, use_cuda), cpu=not use_cuda)
     total = cfg.prompts_per_step * cfg.group_size
     if total % acc.num_processes:
         raise ConfigError(f"prompts_per_step * group_size = {total} must divide by the {acc.num_processes} processes")
@@ -122,9 +122,8 @@ def _setup(cfg: TrainConfig, reward_fn=None) -> _Run:
     reward_fn = reward_fn or load_reward(cfg.reward)
     train_recs = load_records(cfg.data.train, on_bad_row=cfg.data.on_bad_row)
     val_recs = load_records(cfg.data.val, on_bad_row=cfg.data.on_bad_row)[:cfg.data.val_size] if cfg.data.val else []
-    opt, sched = make_optimizer(model.parameters(), cfg.optim, cfg.steps)
-    scorer = Scorer(model, chunk=cfg.head_chunk, checkpoint_head=use_cuda)
-    scorer, opt = acc.prepare(scorer, opt)
+    scorer, opt, sched = prepare(acc, Scorer(model, chunk=cfg.head_chunk, checkpoint_head=use_cuda),
+                                 lambda params: make_optimizer(params, cfg.optim, cfg.steps))
     ckdir = cfg.checkpoint_dir
     ckdir.mkdir(parents=True, exist_ok=True)
     return _Run(cfg=cfg, acc=acc, model=model, tok=tok, scorer=scorer, opt=opt, sched=sched,
@@ -153,7 +152,7 @@ def _resume(run: _Run) -> None:
             for name in LOGS:
                 (ckdir / name).unlink(missing_ok=True)
         return
-    st = load_checkpoint(last, acc.unwrap_model(run.scorer).model, run.opt, run.sched)
+    st = load_checkpoint(last, *loadable(acc, run.scorer, run.opt), run.sched)
     run.start = st["step"]
     run.sampler = PromptSampler(len(run.train_recs), run.cfg.seed, **st["extra"]["sampler"])
     run.best = st["extra"]["best"]
@@ -189,7 +188,7 @@ def _collect(run: _Run, step: int) -> _Batch:
     prompts = [build_prompt(r["question"], cfg.data.prompt_template, run.tok, cfg.model.chat_template) for r in recs]
     run.model.eval()
     rollouts = []
-    with acc.autocast():
+    with acc.autocast(), full_params(acc, run.scorer):
         for s in range(0, run.local_n, cfg.rollout_batch):
             rollouts.append(rollout(run.model, run.tok, prompts[s:s + cfg.rollout_batch], cfg.mode, cfg.rollout,
                                     add_special_tokens=run.add_special_tokens, keys=keys[s:s + cfg.rollout_batch]))
@@ -242,8 +241,7 @@ def _term_grad_norms(run: _Run, batch: _Batch) -> dict:
         backward_microbatches(run.scorer, batch.rollouts, batch.adv, run.cfg.micro_batch,
                               lambda t, a, term=term: -(a.to(t[term].device) * t[term]).sum() / run.total, run.acc)
         params = list(run.scorer.parameters())
-        out[f"grad_norm_{term}"] = math.sqrt(sum(float(p.grad.float().pow(2).sum()) for p in params
-                                                 if p.grad is not None))
+        out[f"grad_norm_{term}"] = math.sqrt(grad_sq_sum(run.acc, params))
         for p in params:
             p.grad = None
     return out
@@ -299,26 +297,29 @@ def _validate(run: _Run, step: int) -> None:
     if not run.val_recs:
         return
     run.model.eval()
-    with acc.autocast():
+    with acc.autocast(), full_params(acc, run.scorer):
         score = greedy_accuracy(run.model, run.tok, run.val_recs, cfg.mode, cfg.rollout, cfg.data.prompt_template,
                                 batch=cfg.rollout_batch, chat_template=cfg.model.chat_template,
                                 add_special_tokens=run.add_special_tokens, reward_fn=run.reward_fn)
     run.model.train()
+    improved = agree(acc, score > run.best["score"])
+    state = hf_state_dict(acc, run.scorer) if improved else None      # a collective under FSDP
     if not acc.is_main_process:
         return
     append_jsonl(run.ckdir / "val.jsonl", {"step": step, "greedy_pass1": score})
-    if score > run.best["score"]:
+    if improved:
         run.best.update(step=step, score=score)
         with atomic_dir(run.ckdir / "best") as tmp:
-            acc.unwrap_model(run.scorer).model.save_pretrained(tmp, safe_serialization=True)
+            acc.unwrap_model(run.scorer).model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             run.tok.save_pretrained(tmp)
             write_json(tmp / "best.json", run.best)
 
 
 def _checkpoint(run: _Run, step: int) -> None:
     run.acc.wait_for_everyone()
+    model, opt = gathered(run.acc, run.scorer, run.opt)              # a collective under FSDP
     if run.acc.is_main_process:
-        save_checkpoint(run.ckdir, step, run.acc.unwrap_model(run.scorer).model, run.opt, run.sched,
+        save_checkpoint(run.ckdir, step, model, opt, run.sched,
                         extra={"sampler": run.sampler.state(), "best": run.best}, keep=run.cfg.keep_checkpoints)
 
 
@@ -329,13 +330,14 @@ def _finish(run: _Run) -> dict:
     summary = {"best_step": run.best["step"], "best_val_greedy_pass1": run.best["score"], "steps": cfg.steps,
                "skipped_train_rows": len(run.train_recs.skipped), "processes": acc.num_processes,
                "mode": asdict(cfg.mode), "seed": cfg.seed, "softcot_version": __version__}
+    state = hf_state_dict(acc, run.scorer) if not (ckdir / "best").exists() else None   # collective (FSDP)
     if acc.is_main_process:
         with atomic_dir(cfg.output_dir) as tmp:
             model_dir = tmp / "model"
             if (ckdir / "best").exists():
                 shutil.copytree(ckdir / "best", model_dir)
             else:
-                acc.unwrap_model(run.scorer).model.save_pretrained(model_dir, safe_serialization=True)
+                acc.unwrap_model(run.scorer).model.save_pretrained(model_dir, state_dict=state, safe_serialization=True)
                 run.tok.save_pretrained(model_dir)
             for name in LOGS:
                 src = ckdir / name
