@@ -239,7 +239,8 @@ def _term_grad_norms(run: _Run, batch: _Batch) -> dict:
     out = {}
     for term in ("cot", "answer"):
         backward_microbatches(run.scorer, batch.rollouts, batch.adv, run.cfg.micro_batch,
-                              lambda t, a, term=term: -(a.to(t[term].device) * t[term]).sum() / run.total, run.acc)
+                              lambda t, a, term=term: -(a.to(t[term].device) * t[term]).sum() / run.total, run.acc,
+                              scale=run.acc.num_processes)     # as the loss: undo the processes' gradient mean
         params = list(run.scorer.parameters())
         out[f"grad_norm_{term}"] = math.sqrt(grad_sq_sum(run.acc, params))
         for p in params:
