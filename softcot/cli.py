@@ -10,6 +10,7 @@
     softcot pretrain  --data DIR --config FILE --out DIR --ckpt-dir DIR   the embedded default's tiny base model
     softcot diagnose  --model DIR --data FILE --out F   gradient signal-to-noise of each CoT mode
     softcot validate-config --kind train|eval FILE [key=value ...]    check a config without running it
+    softcot plan      --config FILE [key=value ...]     per-GPU memory of a training config (DDP or FSDP)
     softcot tables / figures                            the paper's tables and figures from results/
 
 Every sub-command prints its own --help. A bad config value or input row ends any sub-command with one
@@ -37,6 +38,7 @@ COMMANDS = {
     "figures": "softcot.figures",
     "diagnose": "softcot.diagnose",
     "validate-config": "softcot.cli",
+    "plan": "softcot.plan",
 }
 CONFIG_KINDS = {"train": "TrainConfig", "eval": "EvalConfig", "pretrain": "PretrainConfig", "ood": "OODConfig",
                 "diagnose": "DiagnoseConfig"}

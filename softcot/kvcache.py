@@ -6,13 +6,13 @@ cache's full-attention layers are `GrowLayer`s and the mask is one (B, capacity)
 place, so no step concatenates the growing cache or mask (transformers' DynamicLayer concatenates at every
 step). With `capacity=None` it uses a plain DynamicCache (same results; the tests' reference).
 
-Compaction (`compact=True`; needs `capacity`): once a fifth of the computed rows have ended their CoT, the
-live rows move to the front of the cache and mask and later steps compute only those; `restore_order` puts
-every row back in prompt order for the answer phase. The caller's bookkeeping stays in prompt order, so the
-tokens are those of the uncompacted rollout up to float rounding: a matmul over fewer rows may round
-differently (~1e-6), and in soft mode such a difference can grow over a long CoT into another token
-(bench/bench_compact.py counts the rows). It saves 10-20% of a 256-512-row CPU rollout; it is off by
-default so that results stay bit-reproducible.
+Compaction (`compact=True`, the default; needs `capacity`): once a fifth of the computed rows have ended their
+CoT, the live rows move to the front of the cache and mask and later steps compute only those;
+`restore_order` puts every row back in prompt order for the answer phase. The caller's bookkeeping stays in
+prompt order and every random draw is keyed by the row (softcot.rng), so compaction changes no draw: the
+rollout equals the uncompacted one up to float rounding (a matmul over fewer rows may round differently,
+~1e-7, which in soft mode can grow over a long CoT into another token in about 1 row in 20,000;
+bench/bench_compact.py counts them). It saves a quarter to a third of a 256-512-row CPU rollout.
 """
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from softcot.distributed import is_fsdp
 from softcot.modeling import decoder_of, lm_logits, synced_clock
 from softcot.modes import mix
 from softcot.rollout import Rollout
@@ -80,7 +81,13 @@ class Scorer(nn.Module):
         self.chunk = chunk
         self.checkpoint_head = checkpoint_head
 
-    def hidden_states(self, ro: Rollout) -> torch.Tensor:
+    def hidden_states(self, ro: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final hidden states of one teacher-forced pass over the rollout's real slots, packed: (B, S', d) with
+        S' the longest row's number of real slots, and (B, S) the packed column of every real slot.
+
+        The holes a row leaves after its CoT or answer ended are dropped and the real slots moved together
+        (left-padded), with their own position ids, so each row attends to exactly the tokens it attended to
+        in the rollout, and the pass costs the real tokens only."""
         E = self.model.get_input_embeddings().weight
         embeds = E[ro.input_ids]                                        # token slots keep their gradient path
         if ro.cot_inputs is not None:
@@ -90,26 +97,34 @@ class Scorer(nn.Module):
             # The noisy inputs are fixed data: the density's gradient flows through the mean only.
             embeds = embeds.clone()
             embeds[:, sl] = torch.where(soft, ro.cot_inputs.to(E.dtype), embeds[:, sl])
-        out = decoder_of(self.model)(inputs_embeds=embeds, attention_mask=ro.attention_mask,
-                                     position_ids=ro.position_ids, use_cache=False)
-        return out.last_hidden_state
+        real = ro.attention_mask.bool()
+        n = real.sum(1)
+        width = int(n.max())
+        col = (width - n)[:, None] + real.long().cumsum(1) - 1          # packed column of each real slot
+        b, s = real.nonzero(as_tuple=True)
+        c = col[b, s]
+        packed = embeds.new_zeros((embeds.shape[0], width, embeds.shape[2])).index_put((b, c), embeds[b, s])
+        mask = ro.attention_mask.new_zeros((embeds.shape[0], width)).index_put((b, c), ro.attention_mask[b, s])
+        pos = ro.position_ids.new_zeros((embeds.shape[0], width)).index_put((b, c), ro.position_ids[b, s])
+        out = decoder_of(self.model)(inputs_embeds=packed, attention_mask=mask, position_ids=pos, use_cache=False)
+        return out.last_hidden_state, col
 
     def _head(self, hid: torch.Tensor) -> torch.Tensor:
         return lm_logits(self.model, hid)
 
     def scored_logits(self, ro: Rollout) -> torch.Tensor:
         """(B, S, V) logits at every scored slot (zeros elsewhere), as the rollout drew them. Tests only."""
-        hidden = self.hidden_states(ro)
+        hidden, col = self.hidden_states(ro)
         prev = previous_real_slot(ro.attention_mask)
         scored = ro.cot_mask | ro.answer_mask
         b, s = scored.nonzero(as_tuple=True)
-        logits = self._head(hidden[b, prev[b, s]])
+        logits = self._head(hidden[b, col[b, prev[b, s]]])
         full = torch.zeros((*scored.shape, logits.shape[-1]), device=logits.device)
         full[b, s] = logits
         return full
 
     def forward(self, ro: Rollout) -> dict[str, torch.Tensor]:
-        hidden = self.hidden_states(ro)
+        hidden, col = self.hidden_states(ro)
         prev = previous_real_slot(ro.attention_mask)
         B = hidden.shape[0]
         E = self.model.get_input_embeddings().weight
@@ -120,7 +135,7 @@ class Scorer(nn.Module):
             if len(b) == 0:
                 terms[name] = total
                 continue
-            src = hidden[b, prev[b, s]]                                 # (N, d) predictor states
+            src = hidden[b, col[b, prev[b, s]]]                         # (N, d) predictor states
             if name == "cot" and ro.mode.continuous:
                 h = ro.cot_inputs[b, s - ro.cot_start]                 # (N, d) fp32, fixed
                 vals = self._chunked(src, lambda z, i: gaussian_logdensity(
@@ -156,13 +171,16 @@ def policy_loss(terms: dict[str, torch.Tensor], advantages: torch.Tensor, total_
 
 
 def microbatches(rollouts: list[Rollout], advantages: torch.Tensor, size: int):
-    """(rows of one rollout batch, their advantages) in chunks of at most `size` rows, in order."""
+    """(rows of one rollout batch, their advantages) in chunks of at most `size` rows. Within a batch the rows
+    go by their number of real slots, so that each chunk's packed pass (Scorer.hidden_states) has little
+    padding; the loss is a sum over rows, so the order changes only float rounding."""
     offset = 0
     for ro in rollouts:
+        order = torch.argsort(ro.attention_mask.sum(1), stable=True).tolist()
         for s in range(0, len(ro), size):
-            rows = list(range(s, min(s + size, len(ro))))
-            yield ro.select(rows), advantages[offset:offset + len(rows)]
-            offset += len(rows)
+            rows = order[s:s + size]
+            yield ro.select(rows), advantages[[offset + r for r in rows]]
+        offset += len(ro)
 
 
 def backward_microbatches(scorer, rollouts: list[Rollout], advantages: torch.Tensor, size: int, loss_fn,
@@ -176,7 +194,9 @@ def backward_microbatches(scorer, rollouts: list[Rollout], advantages: torch.Ten
     stats = {"cot": 0.0, "answer": 0.0, "loss": 0.0, "forward_s": 0.0, "backward_s": 0.0}
     for i, (sub, adv) in enumerate(chunks):
         last = i == len(chunks) - 1
-        sync = contextlib.nullcontext() if (acc is None or last or acc.num_processes == 1) else acc.no_sync(scorer)
+        # No no_sync under FSDP: it would hold unsharded gradients; each micro-batch reduce-scatters instead.
+        accumulate = acc is not None and not last and acc.num_processes > 1 and not is_fsdp(acc)
+        sync = acc.no_sync(scorer) if accumulate else contextlib.nullcontext()
         with sync:
             ta = _now(acc)
             with (acc.autocast() if acc is not None else contextlib.nullcontext()):

@@ -89,7 +89,7 @@ def markdown_table(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pairs(items: list[str], flag: str) -> dict[str, str]:
+def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
     out = {}
     for it in items:
         if "=" not in it:
@@ -117,12 +117,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", required=True, help="output JSON file (a .md table is written beside it)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_intermixed_args(argv)
-    specs = _pairs(args.model, "--model")
+    specs = parse_pairs(args.model, "--model")
     if len(args.gguf) == 1 and "=" not in args.gguf[0] and len(specs) == 1:
         ggufs = {next(iter(specs)): args.gguf[0]}
     else:
-        ggufs = _pairs(args.gguf, "--gguf")
-    flags = {"models": specs, "gguf": ggufs, "data": _pairs(args.data, "--data"), "limit": args.limit,
+        ggufs = parse_pairs(args.gguf, "--gguf")
+    flags = {"models": specs, "gguf": ggufs, "data": parse_pairs(args.data, "--data"), "limit": args.limit,
              "batch_size": args.batch_size, "context_template": args.context_template, "threads": args.threads}
     cfg = load_config(OODConfig, args.config, args.overrides, flags={k: v for k, v in flags.items() if v is not None and v != {}})
     models = cfg.model_configs()
@@ -131,10 +131,15 @@ def main(argv: list[str]) -> int:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     res = ood(models, cfg.data, cfg.limit, cfg.batch_size, cfg.context_template, progress=not args.no_progress)
-    out = Path(args.out)
+    print(write_results(res, args.out), end="")
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
+    return 0
+
+
+def write_results(res: dict, out: str | Path) -> str:
+    """Write `res` to OUT (JSON) and its Markdown table beside it (OUT with .md); return the table."""
+    out = Path(out)
     write_json(out, res)
     table = markdown_table(res)
     write_text(out.with_suffix(".md"), table)
-    print(table, end="")
-    print(f"wrote {out} and {out.with_suffix('.md')}")
-    return 0
+    return table

@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -35,7 +34,9 @@ from softcot.chartok import build_char_tokenizer
 from softcot.choices import score_choices
 from softcot.config import ConfigError, load_config
 from softcot.io import DataError, append_jsonl, atomic_dir, read_jsonl, write_json, write_jsonl
-from softcot.schema import PretrainConfig
+from softcot.optim import make_optimizer as make_adamw
+from softcot.progress import Progress
+from softcot.schema import OptimConfig, PretrainConfig
 from softcot.toy import SEQ_SOURCE, TOY_PROMPT_TEMPLATE, TOY_WORDS, demo_text, format_prompt, is_correct
 
 
@@ -143,19 +144,14 @@ def build_model(cfg: PretrainConfig, tokenizer):
 
 
 def make_optimizer(model, cfg: PretrainConfig):
+    """AdamW with weight decay on matrices only, and the RL trainer's schedule (softcot.optim): linear warm-up,
+    then cosine decay to `min_lr_ratio * lr`."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=tuple(cfg.betas))
-
-    def factor(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    return opt, sched
+    optim = OptimConfig(lr=cfg.lr, warmup_steps=cfg.warmup, schedule="cosine", min_lr_ratio=cfg.min_lr_ratio,
+                        weight_decay=cfg.weight_decay, betas=list(cfg.betas))
+    return make_adamw([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                      optim, cfg.steps)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -217,8 +213,6 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path | No
              stop_at: int | None = None, progress: bool = True) -> dict | None:
     """Train (resuming from `ckpt_dir` if it holds a checkpoint) and write `out_dir`. Returns base_eval,
     or None when `stop_at` ended the run early (after checkpointing that step; nothing is written to out)."""
-    from tqdm.auto import tqdm
-
     cfg.validate()
     torch.set_num_threads(cfg.threads)
     ckpt_dir = Path(ckpt_dir)
@@ -253,8 +247,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path | No
 
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     model.train()
-    bar = tqdm(total=cfg.steps, initial=start, desc="pretrain", disable=not progress, dynamic_ncols=True,
-               mininterval=1.0)
+    bar = Progress(cfg.steps, "pretrain", unit="step", initial=start, enabled=progress)
     t0 = time.perf_counter() - seconds
     for step in range(start, end):
         pairs = batch_indices(cfg.seed, step, cfg.batch_size, len(main_enc.ids), len(ood_enc.ids), cfg.ood_fraction)
@@ -280,8 +273,7 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path | No
             bar.write(f"step {done}/{cfg.steps} loss {row['loss']:.4f} lr {lr:.2e} "
                       f"val greedy acc {row['val_acc']:.3f} (n={len(val)}) {row['seconds']:.0f}s")
         append_jsonl(metrics_path, row)
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.3f}")
+        bar.update(1, loss=f"{row['loss']:.3f}")
         if done % cfg.ckpt_every == 0 or done == end:
             save_checkpoint(ckpt_dir, done, model, opt, sched, keep=cfg.keep_ckpts,
                             extra={"seconds": time.perf_counter() - t0, "fingerprint": fingerprint})

@@ -1,6 +1,7 @@
 """Batched, KV-cached rollouts of a chain of thought (hard, soft or fuzzy) followed by a discrete answer.
 
-    ro = rollout(model, tok, prompts, CoTMode("soft"), RolloutConfig(max_cot_tokens=128), generator=g)
+    keys = rng.row_keys(seed, step, prompt_index, sample_index)      # (B,) per-row random streams
+    ro = rollout(model, tok, prompts, CoTMode("soft"), RolloutConfig(max_cot_tokens=128), keys=keys)
     ro.cot_text[i], ro.answer_text[i], ro.completions[i]      # what a person reads
     ro.input_ids, ro.attention_mask, ro.position_ids, ...     # what the teacher-forced loss needs
 
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from softcot import rng
 from softcot.kvcache import Decoder
 from softcot.modes import mix, noise_sigma
 from softcot.schema import CoTMode, RolloutConfig
@@ -99,11 +101,12 @@ class Rollout:
         return Rollout(**out)
 
 
-def _sample(logits: torch.Tensor, temperature: float, greedy: bool, generator) -> torch.Tensor:
+def _sample(logits: torch.Tensor, temperature: float, greedy: bool, keys: torch.Tensor, stream: int,
+            t: int) -> torch.Tensor:
+    """Argmax, or a draw from softmax(logits / temperature) by the rows' counter-based streams."""
     if greedy or temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return rng.categorical(torch.softmax(logits / temperature, dim=-1), keys, stream, t)
 
 
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -120,7 +123,7 @@ class _Context:
     tokenizer: object
     mode: CoTMode
     cfg: RolloutConfig
-    generator: torch.Generator | None
+    keys: torch.Tensor                   # (B,) int64 counter-based stream keys of the rows (softcot.rng)
     E: torch.Tensor                      # (V, d) input embeddings
     E_mix: torch.Tensor | None           # fp32 E for the soft mixture (one copy per rollout; None in hard mode)
     tables: VocabTables
@@ -159,6 +162,7 @@ class _State:
     cot_ids: list[list[int]] = field(default_factory=list)
     prefill_text: list[str] = field(default_factory=list)
     prefill_width: int = 0
+    t: int = 0                           # CoT steps taken
 
     @property
     def batch(self) -> int:
@@ -175,10 +179,20 @@ class _State:
 @torch.no_grad()
 def rollout(model, tokenizer, prompts: list[str], mode: CoTMode, cfg: RolloutConfig | None = None,
             generator: torch.Generator | None = None, add_special_tokens: bool = True,
-            return_logits: bool = False) -> Rollout:
+            return_logits: bool = False, keys: torch.Tensor | None = None) -> Rollout:
+    """Roll out `prompts` (one row each). Every random draw of row i (a hard CoT token, a noise vector, a sampled
+    answer token) is a function of `keys[i]` and the position alone (softcot.rng), so a row's rollout does not
+    depend on the other rows. `keys`: (B,) int64 from `rng.row_keys`; without them row i gets
+    `row_keys(seed, 0, i, 0)`, the seed drawn once from `generator` (or 0 without one)."""
     cfg = cfg or RolloutConfig()
     E = model.get_input_embeddings().weight
-    ctx = _Context(model=model, tokenizer=tokenizer, mode=mode, cfg=cfg, generator=generator, E=E,
+    if keys is None:
+        seed = 0 if generator is None else int(torch.randint(0, 2**31, (1,), generator=generator,
+                                                               device=generator.device))
+        keys = rng.row_keys(seed, 0, torch.arange(len(prompts)), torch.zeros(len(prompts), dtype=torch.long))
+    if len(keys) != len(prompts):
+        raise ValueError(f"{len(keys)} stream keys for {len(prompts)} prompts")
+    ctx = _Context(model=model, tokenizer=tokenizer, mode=mode, cfg=cfg, keys=keys.to(model.device), E=E,
                    E_mix=E.float() if mode.continuous else None,
                    tables=VocabTables.get(tokenizer, E.shape[0], cfg.marker, model.device),
                    eos_ids=eos_ids(tokenizer, model), sigma=noise_sigma(mode, E),
@@ -226,13 +240,13 @@ def _next_cot_input(ctx: _Context, st: _State) -> tuple[torch.Tensor, torch.Tens
     if mode.continuous:
         h = mix(logits, ctx.E_mix, mode.temperature)
         if ctx.sigma > 0:
-            h = h + ctx.sigma * torch.randn(h.shape, generator=ctx.generator, device=ctx.device, dtype=h.dtype)
+            h = h + ctx.sigma * rng.normal(ctx.keys, rng.STREAM_NOISE, st.t, h.shape[-1], dtype=h.dtype)
         shadow = logits.argmax(-1)
         emb = h.to(ctx.E.dtype)
         st.cot_inputs.append(torch.where(st.active_t[:, None], h, torch.zeros_like(h)))
         tok_col = torch.full_like(shadow, ctx.pad_id)
     else:
-        shadow = _sample(logits, mode.temperature, mode.greedy, ctx.generator)
+        shadow = _sample(logits, mode.temperature, mode.greedy, ctx.keys, rng.STREAM_COT, st.t)
         emb = ctx.E[shadow]
         tok_col = shadow
     if st.trace is not None:
@@ -251,6 +265,7 @@ def _cot_step(ctx: _Context, st: _State) -> bool:
     new_pos = st.last_pos[:, None]
     st.add_column(tok_col[:, None], new_mask, new_pos)
     st.cot_flags.append(act.clone())
+    st.t += 1
     _detect_end(ctx, st, shadow)
     st.logits = st.dec.step(emb, new_mask, new_pos, st.logits, keep_old=st.trace is not None)
     st.active_t = torch.tensor(st.active, device=ctx.device)
@@ -300,7 +315,7 @@ def _answer_steps(ctx: _Context, st: _State) -> None:
     done = torch.zeros(B, dtype=torch.bool, device=device)
     eos_t = torch.tensor(sorted(ctx.eos_ids), device=device) if ctx.eos_ids else None
     for j in range(cfg.max_answer_tokens):
-        a = _sample(st.logits, cfg.answer_temperature, False, ctx.generator)
+        a = _sample(st.logits, cfg.answer_temperature, False, ctx.keys, rng.STREAM_ANSWER, j)
         live = ~done
         if st.trace is not None:
             st.trace.append(st.logits)

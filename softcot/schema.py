@@ -134,7 +134,7 @@ class RolloutConfig:
     record_entropy: bool = False               # per-step entropy of the next-token distribution
     preallocate: bool = True                   # KV cache and mask allocated once for the longest rollout and
                                                # filled in place (false: plain DynamicCache, same results)
-    compact: bool = False                      # with preallocate: rows whose CoT has ended leave the batch that
+    compact: bool = True                       # with preallocate: rows whose CoT has ended leave the batch that
                                                # the model computes (speed; see softcot.kvcache)
 
     def validate(self, prefix: str = "") -> None:
@@ -204,6 +204,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_every: int = 50
     precision: Literal["auto", "fp32", "bf16"] = "auto"     # auto: bf16 autocast on GPU, fp32 on CPU
+    strategy: Literal["ddp", "fsdp"] = "ddp"   # ddp: replicated; fsdp: fully sharded (softcot.distributed, softcot plan)
     reward: str = "softcot.rewards:math_reward"
     max_nonfinite_steps: int = 5         # consecutive skipped steps before the run stops
     threads: int | None = None           # torch CPU threads
@@ -213,6 +214,7 @@ class TrainConfig:
     # Options beyond the paper (off by default):
     cot_loss_weight: float = 1.0         # weight of the CoT log-prob term
     shuffle_advantages: bool = False     # null control: advantages permuted within the step (no signal)
+    log_rollouts: bool = False           # write every step's rewards and advantages to rollouts.jsonl
 
     def validate(self, prefix: str = "") -> None:
         require(not self.mode.greedy, prefix + "mode.greedy", "training samples its CoTs; greedy: false")
@@ -221,6 +223,7 @@ class TrainConfig:
             require(getattr(self, key) >= 1, prefix + key, f"got {getattr(self, key)}; must be >= 1")
         require(self.group_size >= 2, prefix + "group_size", f"got {self.group_size}; RLOO needs >= 2 rollouts per prompt")
         require(self.threads is None or self.threads >= 1, prefix + "threads", "must be >= 1 or null")
+        require(self.strategy in ("ddp", "fsdp"), prefix + "strategy", f"got {self.strategy!r}; allowed: ddp | fsdp")
         require(self.diagnostics_every >= 0, prefix + "diagnostics_every", "must be >= 0")
 
     @property

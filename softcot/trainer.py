@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import signal
 from dataclasses import asdict, dataclass, field
@@ -33,22 +34,25 @@ from pathlib import Path
 import torch
 import yaml
 
-from softcot import __version__
+from softcot import __version__, rng
 from softcot.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from softcot.config import ConfigError, load_config
 from softcot.data import PromptSampler, Records, load_records
+from softcot.distributed import (agree, full_params, gathered, grad_sq_sum, hf_state_dict, loadable,
+                                 make_accelerator, prepare)
 from softcot.evaluate import greedy_accuracy
 from softcot.io import append_jsonl, atomic_dir, read_jsonl, write_json, write_text
 from softcot.loss import Scorer, backward_microbatches, policy_loss, rloo_advantages
 from softcot.modeling import load_model, synced_clock
 from softcot.optim import make_optimizer
+from softcot.progress import Progress
 from softcot.prompt import build_prompt
 from softcot.rewards import CORRECT, call_reward, load_reward
 from softcot.rollout import Rollout, rollout
 from softcot.schema import DataConfig, OptimConfig, TrainConfig  # noqa: F401  (re-exported)
 
 PREEMPTED_EXIT_CODE = 75   # EX_TEMPFAIL: "try again", for Snakemake retries and SLURM requeue
-LOGS = ("metrics.jsonl", "timing.jsonl", "val.jsonl")
+LOGS = ("metrics.jsonl", "timing.jsonl", "val.jsonl", "rollouts.jsonl")
 
 
 class Preempted(Exception):
@@ -65,7 +69,6 @@ class _Run:
     scorer: torch.nn.Module              # the Scorer, wrapped by accelerate (DDP on several processes)
     opt: torch.optim.Optimizer
     sched: object
-    gen: torch.Generator
     sampler: PromptSampler
     reward_fn: object
     train_recs: Records
@@ -104,13 +107,10 @@ class _Batch:
 # --------------------------------------------------------------------------- set-up and resume
 
 def _setup(cfg: TrainConfig, reward_fn=None) -> _Run:
-    from accelerate import Accelerator
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     use_cuda = torch.cuda.is_available()
-    mixed = {"auto": "bf16" if use_cuda else "no", "fp32": "no", "bf16": "bf16"}[cfg.precision]
-    acc = Accelerator(mixed_precision=mixed, cpu=not use_cuda)
+    acc = make_accelerator(cfg.strategy, mixed_precision=mixed_precision(cfg.precision, use_cuda), cpu=not use_cuda)
     total = cfg.prompts_per_step * cfg.group_size
     if total % acc.num_processes:
         raise ConfigError(f"prompts_per_step * group_size = {total} must divide by the {acc.num_processes} processes")
@@ -122,15 +122,25 @@ def _setup(cfg: TrainConfig, reward_fn=None) -> _Run:
     reward_fn = reward_fn or load_reward(cfg.reward)
     train_recs = load_records(cfg.data.train, on_bad_row=cfg.data.on_bad_row)
     val_recs = load_records(cfg.data.val, on_bad_row=cfg.data.on_bad_row)[:cfg.data.val_size] if cfg.data.val else []
-    opt, sched = make_optimizer(model.parameters(), cfg.optim, cfg.steps)
-    scorer = Scorer(model, chunk=cfg.head_chunk, checkpoint_head=use_cuda)
-    scorer, opt = acc.prepare(scorer, opt)
-    gen = torch.Generator(device=acc.device).manual_seed(cfg.seed * 1000 + acc.process_index)
+    scorer, opt, sched = prepare(acc, Scorer(model, chunk=cfg.head_chunk, checkpoint_head=use_cuda),
+                                 lambda params: make_optimizer(params, cfg.optim, cfg.steps))
     ckdir = cfg.checkpoint_dir
     ckdir.mkdir(parents=True, exist_ok=True)
-    return _Run(cfg=cfg, acc=acc, model=model, tok=tok, scorer=scorer, opt=opt, sched=sched, gen=gen,
+    return _Run(cfg=cfg, acc=acc, model=model, tok=tok, scorer=scorer, opt=opt, sched=sched,
                 sampler=PromptSampler(len(train_recs), cfg.seed), reward_fn=reward_fn, train_recs=train_recs,
                 val_recs=val_recs, ckdir=ckdir)
+
+
+def mixed_precision(precision: str, use_cuda: bool) -> str:
+    """accelerate's mixed_precision for `precision`: "auto" takes the accelerate config's setting (which
+    `accelerate launch --config_file` exports as ACCELERATE_MIXED_PRECISION), else bf16 on GPU and none on CPU;
+    "fp32" / "bf16" must agree with the accelerate config where one is set."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    want = {"auto": None, "fp32": "no", "bf16": "bf16"}[precision]
+    if launched and want and launched != want:
+        raise ConfigError(f"precision: {precision} conflicts with the accelerate config's mixed_precision: "
+                          f"{launched}; set the same in both, or precision: auto to follow the accelerate config")
+    return want or launched or ("bf16" if use_cuda else "no")
 
 
 def _resume(run: _Run) -> None:
@@ -142,7 +152,7 @@ def _resume(run: _Run) -> None:
             for name in LOGS:
                 (ckdir / name).unlink(missing_ok=True)
         return
-    st = load_checkpoint(last, acc.unwrap_model(run.scorer).model, run.opt, run.sched, {"rollout": run.gen})
+    st = load_checkpoint(last, *loadable(acc, run.scorer, run.opt), run.sched)
     run.start = st["step"]
     run.sampler = PromptSampler(len(run.train_recs), run.cfg.seed, **st["extra"]["sampler"])
     run.best = st["extra"]["best"]
@@ -165,18 +175,23 @@ def _watch_signals(run: _Run) -> None:
 # --------------------------------------------------------------------------- one step
 
 def _collect(run: _Run, step: int) -> _Batch:
-    """Rollouts of this process's share of the step's B x G, their rewards, and the RLOO advantages."""
+    """Rollouts of this process's share of the step's B x G, their rewards, and the RLOO advantages.
+
+    Rollout i of the step (prompt i // G, sample i % G) draws its randomness from rng.row_keys(seed, step,
+    i // G, i % G), so the step's rollouts are the same however they are split over processes and batches."""
     cfg, acc, t0 = run.cfg, run.acc, synced_clock(run.acc.device)
     recs_step = [run.train_recs[i] for i in run.sampler.take(cfg.prompts_per_step)]
     lo = acc.process_index * run.local_n
+    index = torch.arange(lo, lo + run.local_n)
+    keys = rng.row_keys(cfg.seed, step, index // cfg.group_size, index % cfg.group_size)
     recs = [recs_step[g // cfg.group_size] for g in range(lo, lo + run.local_n)]
     prompts = [build_prompt(r["question"], cfg.data.prompt_template, run.tok, cfg.model.chat_template) for r in recs]
     run.model.eval()
     rollouts = []
-    with acc.autocast():
+    with acc.autocast(), full_params(acc, run.scorer):
         for s in range(0, run.local_n, cfg.rollout_batch):
             rollouts.append(rollout(run.model, run.tok, prompts[s:s + cfg.rollout_batch], cfg.mode, cfg.rollout,
-                                    generator=run.gen, add_special_tokens=run.add_special_tokens))
+                                    add_special_tokens=run.add_special_tokens, keys=keys[s:s + cfg.rollout_batch]))
     run.model.train()
     t1 = synced_clock(acc.device)
     completions = [c for ro in rollouts for c in ro.completions]
@@ -186,8 +201,12 @@ def _collect(run: _Run, step: int) -> _Batch:
     adv_all = rloo_advantages(all_rewards, cfg.group_size)
     if cfg.shuffle_advantages:
         adv_all = adv_all[torch.randperm(len(adv_all), generator=torch.Generator().manual_seed(cfg.seed + step))]
+    if cfg.log_rollouts and acc.is_main_process:
+        append_jsonl(run.ckdir / "rollouts.jsonl", {"step": step + 1, "rewards": all_rewards,
+                                                    "advantages": [round(float(a), 6) for a in adv_all]})
     return _Batch(prompts=prompts, recs=recs, rollouts=rollouts, all_rewards=all_rewards,
-                  adv=adv_all[lo:lo + run.local_n], seconds={"rollout_s": t1 - t0, "reward_s": synced_clock(acc.device) - t1})
+                  adv=adv_all[lo:lo + run.local_n],
+                  seconds={"rollout_s": t1 - t0, "reward_s": synced_clock(acc.device) - t1})
 
 
 def _update(run: _Run, batch: _Batch, step: int) -> dict:
@@ -210,7 +229,8 @@ def _update(run: _Run, batch: _Batch, step: int) -> dict:
         run.nonfinite_total += 1
     run.opt.zero_grad(set_to_none=True)
     run.sched.step()
-    seconds = {"score_fwd_s": stats["forward_s"], "backward_s": stats["backward_s"], "optim_s": synced_clock(acc.device) - t3}
+    seconds = {"score_fwd_s": stats["forward_s"], "backward_s": stats["backward_s"],
+               "optim_s": synced_clock(acc.device) - t3}
     return {**stats, **diag, "grad_norm": grad_norm, "finite": finite, "seconds": seconds}
 
 
@@ -219,26 +239,32 @@ def _term_grad_norms(run: _Run, batch: _Batch) -> dict:
     out = {}
     for term in ("cot", "answer"):
         backward_microbatches(run.scorer, batch.rollouts, batch.adv, run.cfg.micro_batch,
-                              lambda t, a, term=term: -(a.to(t[term].device) * t[term]).sum() / run.total, run.acc)
+                              lambda t, a, term=term: -(a.to(t[term].device) * t[term]).sum() / run.total, run.acc,
+                              scale=run.acc.num_processes)     # as the loss: undo the processes' gradient mean
         params = list(run.scorer.parameters())
-        out[f"grad_norm_{term}"] = math.sqrt(sum(float(p.grad.float().pow(2).sum()) for p in params
-                                                 if p.grad is not None))
+        out[f"grad_norm_{term}"] = math.sqrt(grad_sq_sum(run.acc, params))
         for p in params:
             p.grad = None
     return out
 
 
 def _log_step(run: _Run, step: int, batch: _Batch, upd: dict, t0: float) -> dict:
-    """Append the step's deterministic metrics and its timings (main process only); return the metrics."""
-    cot_len = torch.cat([ro.cot_len.float().cpu() for ro in batch.rollouts])
-    ans_len = torch.cat([ro.answer_len.float().cpu() for ro in batch.rollouts])
-    marker = [m for ro in batch.rollouts for m in ro.stopped_by_marker]
+    """Append the step's deterministic metrics (over all processes) and its timings (main process only);
+    return the metrics."""
+    cot_len = sum(float(ro.cot_len.sum()) for ro in batch.rollouts)
+    ans_len = sum(float(ro.answer_len.sum()) for ro in batch.rollouts)
+    marker = sum(sum(ro.stopped_by_marker) for ro in batch.rollouts)
+    sums = torch.tensor([cot_len, ans_len, marker, upd["cot"], upd["answer"], upd["loss"]], dtype=torch.float64,
+                        device=run.acc.device)
+    if run.acc.num_processes > 1:
+        sums = run.acc.reduce(sums, reduction="sum")
+    cot_len, ans_len, marker, cot, answer, loss = sums.tolist()
     row = _step_metrics(batch.all_rewards, run.cfg.group_size)
     diag = {k: v for k, v in upd.items() if k.startswith("grad_norm_")}
-    row.update(step=step + 1, lr=run.sched.get_last_lr()[0], grad_norm=upd["grad_norm"], loss=upd["loss"],
-               logp_cot=upd["cot"] / run.local_n, logp_answer=upd["answer"] / run.local_n,
-               cot_len=float(cot_len.mean()), answer_len=float(ans_len.mean()),
-               marker_rate=sum(marker) / len(marker), nonfinite_skipped=run.nonfinite_total, **diag)
+    n = run.total
+    row.update(step=step + 1, lr=run.sched.get_last_lr()[0], grad_norm=upd["grad_norm"], loss=loss,
+               logp_cot=cot / n, logp_answer=answer / n, cot_len=cot_len / n, answer_len=ans_len / n,
+               marker_rate=marker / n, nonfinite_skipped=run.nonfinite_total, **diag)
     row = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
     if run.acc.is_main_process:
         append_jsonl(run.ckdir / "metrics.jsonl", row)
@@ -272,28 +298,30 @@ def _validate(run: _Run, step: int) -> None:
     if not run.val_recs:
         return
     run.model.eval()
-    with acc.autocast():
+    with acc.autocast(), full_params(acc, run.scorer):
         score = greedy_accuracy(run.model, run.tok, run.val_recs, cfg.mode, cfg.rollout, cfg.data.prompt_template,
                                 batch=cfg.rollout_batch, chat_template=cfg.model.chat_template,
                                 add_special_tokens=run.add_special_tokens, reward_fn=run.reward_fn)
     run.model.train()
+    improved = agree(acc, score > run.best["score"])
+    state = hf_state_dict(acc, run.scorer) if improved else None      # a collective under FSDP
     if not acc.is_main_process:
         return
     append_jsonl(run.ckdir / "val.jsonl", {"step": step, "greedy_pass1": score})
-    if score > run.best["score"]:
+    if improved:
         run.best.update(step=step, score=score)
         with atomic_dir(run.ckdir / "best") as tmp:
-            acc.unwrap_model(run.scorer).model.save_pretrained(tmp, safe_serialization=True)
+            acc.unwrap_model(run.scorer).model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             run.tok.save_pretrained(tmp)
             write_json(tmp / "best.json", run.best)
 
 
 def _checkpoint(run: _Run, step: int) -> None:
     run.acc.wait_for_everyone()
+    model, opt = gathered(run.acc, run.scorer, run.opt)              # a collective under FSDP
     if run.acc.is_main_process:
-        save_checkpoint(run.ckdir, step, run.acc.unwrap_model(run.scorer).model, run.opt, run.sched,
-                        {"rollout": run.gen}, {"sampler": run.sampler.state(), "best": run.best},
-                        keep=run.cfg.keep_checkpoints)
+        save_checkpoint(run.ckdir, step, model, opt, run.sched,
+                        extra={"sampler": run.sampler.state(), "best": run.best}, keep=run.cfg.keep_checkpoints)
 
 
 def _finish(run: _Run) -> dict:
@@ -301,19 +329,21 @@ def _finish(run: _Run) -> dict:
     cfg, acc, ckdir = run.cfg, run.acc, run.ckdir
     acc.wait_for_everyone()
     summary = {"best_step": run.best["step"], "best_val_greedy_pass1": run.best["score"], "steps": cfg.steps,
-               "skipped_train_rows": len(run.train_recs.skipped),
+               "skipped_train_rows": len(run.train_recs.skipped), "processes": acc.num_processes,
                "mode": asdict(cfg.mode), "seed": cfg.seed, "softcot_version": __version__}
+    state = hf_state_dict(acc, run.scorer) if not (ckdir / "best").exists() else None   # collective (FSDP)
     if acc.is_main_process:
         with atomic_dir(cfg.output_dir) as tmp:
             model_dir = tmp / "model"
             if (ckdir / "best").exists():
                 shutil.copytree(ckdir / "best", model_dir)
             else:
-                acc.unwrap_model(run.scorer).model.save_pretrained(model_dir, safe_serialization=True)
+                acc.unwrap_model(run.scorer).model.save_pretrained(model_dir, state_dict=state, safe_serialization=True)
                 run.tok.save_pretrained(model_dir)
             for name in LOGS:
                 src = ckdir / name
-                (tmp / name).write_text(src.read_text() if src.exists() else "")
+                if src.exists() or name != "rollouts.jsonl":
+                    (tmp / name).write_text(src.read_text() if src.exists() else "")
             (tmp / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=True))
             write_json(tmp / "summary.json", summary)
     return summary
@@ -321,18 +351,16 @@ def _finish(run: _Run) -> dict:
 
 # --------------------------------------------------------------------------- the driver
 
-def train(cfg: TrainConfig, reward_fn=None) -> dict:
+def train(cfg: TrainConfig, reward_fn=None, progress: bool = True) -> dict:
     """Run (or resume) training; `reward_fn` overrides cfg.reward with a callable. Returns the summary."""
-    from tqdm import tqdm
-
     run = _setup(cfg, reward_fn)
     _resume(run)
     _watch_signals(run)
     if run.start == 0:
         _validate(run, 0)
-    bar = tqdm(range(run.start, cfg.steps), initial=run.start, total=cfg.steps, desc=f"train {cfg.mode.kind}",
-               disable=not run.acc.is_main_process, dynamic_ncols=True)
-    for step in bar:
+    bar = Progress(cfg.steps, f"train {cfg.mode.kind}", unit="step", initial=run.start,
+                   enabled=progress and run.acc.is_main_process)
+    for step in range(run.start, cfg.steps):
         t0 = synced_clock(run.acc.device)
         batch = _collect(run, step)
         upd = _update(run, batch, step)
@@ -341,19 +369,29 @@ def train(cfg: TrainConfig, reward_fn=None) -> dict:
             raise RuntimeError(f"{run.nonfinite_run} consecutive steps had a non-finite loss or gradient (last at "
                                f"step {step + 1}); the last good checkpoint is {latest_checkpoint(run.ckdir)}. "
                                f"Lower optim.lr, set optim.grad_clip, or check the data.")
-        bar.set_postfix(reward=f"{row['reward_mean']:.1f}", pass1=f"{row['pass_rate']:.2f}",
-                        gn=f"{upd['grad_norm']:.2g}")
+        bar.update(1, reward=f"{row['reward_mean']:.1f}", pass1=f"{row['pass_rate']:.2f}",
+                   grad_norm=f"{upd['grad_norm']:.2g}")
         done = step + 1
+        stop = _any_process(run.acc, run.stop_signal is not None)   # every process stops at the same step
         if done % cfg.eval_every == 0 or done == cfg.steps:
             _validate(run, done)
-        if upd["finite"] and (done % cfg.save_every == 0 or done == cfg.steps or run.stop_signal):
+        if upd["finite"] and (done % cfg.save_every == 0 or done == cfg.steps or stop):
             _checkpoint(run, done)
-        if run.stop_signal:
-            run.acc.print(f"received signal {run.stop_signal}: checkpointed step {done}; "
+        if stop:
+            bar.close()
+            run.acc.print(f"received signal {run.stop_signal or 'on another process'}: checkpointed step {done}; "
                           f"exiting {PREEMPTED_EXIT_CODE} to be resumed")
             raise Preempted()
     bar.close()
     return _finish(run)
+
+
+def _any_process(acc, flag: bool) -> bool:
+    """True on every process if `flag` is true on any (one small all-reduce per step)."""
+    if acc.num_processes == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=acc.device)
+    return bool(acc.reduce(t, reduction="sum").item() > 0)
 
 
 def main(argv: list[str]) -> int:
@@ -362,10 +400,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--config", required=True, help="YAML file with TrainConfig keys")
     ap.add_argument("--section", default=None, help="read only this top-level section of the YAML")
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. mode.kind=soft steps=100")
+    ap.add_argument("--no-progress", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
     cfg = load_config(TrainConfig, args.config, args.overrides, section=args.section)
     try:
-        summary = train(cfg)
+        summary = train(cfg, progress=not args.no_progress)
     except Preempted:
         return PREEMPTED_EXIT_CODE
     print(json.dumps(summary, indent=2))

@@ -2,11 +2,14 @@
 
 The JSON schema (workflow/schemas/config.schema.yaml) checks structure and types; this builds softcot's
 typed configs from each section, so an unknown key, tau <= 0, k > n, a missing model path or data file
-fails while Snakemake builds the DAG, naming the key (e.g. `train.settings.mode.tau`).
+fails while Snakemake builds the DAG, naming the key (e.g. `train.settings.mode.tau`). On GPUs
+(`resources.train.gpu` > 0) it also runs the memory plan (softcot.plan), prints it to stderr and refuses a
+training config whose per-GPU peak exceeds `resources.train.gpu_memory_gb`.
 """
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
 from softcot.config import ConfigError, from_dict, merge
@@ -56,6 +59,7 @@ def check_config(config: dict) -> None:
         from_dict(EvalConfig, ev)
     except ConfigError as e:
         _fail("eval.", e)
+    _check_memory(config)
     for key in ("modes", "seeds"):
         if not config["train"][key]:
             raise WorkflowConfigError(f"config key train.{key}: empty; give at least one")
@@ -77,3 +81,23 @@ def _check_sets(config: dict) -> None:
     for name in ("train", "val"):
         if name not in config["data"].get("sets", {}):
             raise WorkflowConfigError(f"config key data.sets.{name}: required for benchmark experiments")
+
+
+def _check_memory(config: dict) -> None:
+    """The memory plan of the training jobs (and of each study lever) against the declared GPU memory."""
+    from softcot import plan
+    if not ((config.get("resources") or {}).get("train") or {}).get("gpu", 0):
+        return                                            # CPU jobs: nothing to size against a GPU
+    variants = [("", config)]
+    for name, lever in config.get("study", {}).get("levers", {}).items():
+        over = copy.deepcopy(config)
+        merge(over["train"]["settings"], copy.deepcopy(lever))
+        variants.append((f" (study.levers.{name})", over))
+    for where, cfg in variants:
+        try:
+            p = plan.estimate(plan.workflow_setting(cfg))
+            if not where:
+                print("softcot memory plan of the train jobs:\n" + plan.describe(p), file=sys.stderr)
+            plan.check_fits(p)
+        except ConfigError as e:
+            raise WorkflowConfigError(f"config key {e}{where}") from None

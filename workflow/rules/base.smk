@@ -26,4 +26,4 @@ rule pretrain_base:
     shell:
         "python workflow/scripts/write_yaml.py {output.cfg:q} {params.pretrain:q} threads={threads} && "
         "softcot pretrain --data {params.data:q} --config {output.cfg:q} --out {output.model:q} "
-        "--ckpt-dir {params.ckpt:q} --no-progress > {log:q} 2>&1"
+        "--ckpt-dir {params.ckpt:q} > {log:q} 2>&1"

@@ -31,6 +31,7 @@ rule train:
         ckpt=lambda wc: f"{CKPT}/train/{wc.variant}/seed{wc.seed}",
         base=base_model(),
         overrides=lambda wc: " ".join(variant_overrides(wc.variant)),
+        strategy=config["train"]["settings"].get("strategy", "ddp"),    # launch.sh: the accelerate config
     threads: lambda wc: res("train", "threads", 1)
     resources:
         gpu=res("train", "gpu", 0),
@@ -45,6 +46,6 @@ rule train:
     conda:
         ENV
     shell:
-        "bash workflow/scripts/launch.sh {resources.gpu} train --config {input.cfg:q} {params.overrides} seed={wildcards.seed} "
+        "SOFTCOT_STRATEGY={params.strategy} bash workflow/scripts/launch.sh {resources.gpu} train --config {input.cfg:q} {params.overrides} seed={wildcards.seed} "
         "model.name_or_path={params.base:q} data.train={input.train:q} data.val={input.val:q} "
         "output_dir={output:q} ckpt_dir={params.ckpt:q} threads={threads} > {log:q} 2>&1"
