@@ -158,7 +158,7 @@ def closing_brace_ids(tok, vocab_size: int) -> list[int]:
 
 @contextlib.contextmanager
 def no_early_stop(model, tok):
-    """Ban EOS and every token containing '}' at the output head (a forward hook, as tests/test_smollm2.py
+    """Ban EOS and every token containing '}' at the output head (a forward hook, as tests/test_rollout.py
     does), so that no CoT ends by EOS and no answer closes its box: every rollout runs the full budgets.
     The same hook is active for generate(), so both pay its (small) cost."""
     V = model.get_output_embeddings().weight.shape[0]

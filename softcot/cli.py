@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from softcot.config import ConfigError
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     cmd, rest = argv[0], argv[1:]
+    # Hugging Face's own bars (weight loading, shard writing) would flood a job's log; softcot prints its own
+    # progress lines (softcot.progress).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if cmd not in COMMANDS:
         print(f"softcot: unknown command {cmd!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2

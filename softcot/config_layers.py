@@ -7,7 +7,7 @@ base (`extends: ../paper_base.yaml`, a path relative to the overlay) and holds o
     the Snakefile's configfile (config.yaml) < for each --configfile: its extends chain, then the file < --config
 
 with Snakemake's own nested merge (mappings merge, everything else, lists included, is replaced). The
-`extends` key is consumed: the resolved config does not hold it. Torch-free; imports only PyYAML.
+`extends` key is consumed: the resolved config does not hold it. Torch-free; imports only PyYAML and softcot.config.
 """
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from collections.abc import Callable, Mapping
 from os import PathLike
 from pathlib import Path
 
+from softcot.config import ConfigError
+
 EXTENDS = "extends"
 
 
-class ConfigLayerError(ValueError):
+class ConfigLayerError(ConfigError):
     """A bad `extends` chain; the message names the file and the fix."""
 
 

@@ -60,7 +60,7 @@ def load_records(path: str | Path, kind: RecordKind = "qa", *, on_bad_row: str =
                 continue
             raise DataError(f"{path}, row {i}: {problem}; fix the row, normalise the file with `softcot "
                             f"prepare-data`, or set on_bad_row: skip to count and exclude such rows")
-        rec = {**row, "id": str(row.get("id", i - 1))}
+        rec = {**row, "id": str(row["id"] if row.get("id") is not None else i - 1)}
         if source is not None and not rec.get("source"):
             rec["source"] = source
         out.append(rec)

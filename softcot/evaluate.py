@@ -361,6 +361,7 @@ def main(argv: list[str]) -> int:
     jobs = [(replace(cfg, data=d), out) for d, out in zip(args.data, args.out)] if args.data else [(cfg, args.out[0])]
     for c, _ in jobs:
         c.validate()
+        load_records(c.data, limit=c.limit)             # a malformed data file fails before the model loads
     model = tok = None
     for c, out in jobs:
         if model is None:

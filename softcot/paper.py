@@ -4,7 +4,7 @@ The values are those of Tables 1-8 of "Soft Tokens, Hard Truths" (Butt et al., a
 transcribed from the shared notes ``shared/paper-tables.md`` into ``softcot/paper_tables.yaml``,
 which ships with the package. Every value is kept as the string the paper prints ("75.9±1.3" is
 mean±std over 3 seeds, 2 for the ablations; "no finetune" rows have no std; "-" is an empty cell).
-tests/test_paper_tables.py checks the YAML against the markdown value by value.
+tests/test_paper.py checks the YAML against the markdown value by value.
 
     load_paper_tables()["table3"]["columns"]    # ['HG', 'HS', 'HS32', 'FG', ...]
     paper_rows("table1", "llama8b_gsm8k")       # the Llama3.1-8B rows: no finetune, gsm8k hard/fuzzy/soft

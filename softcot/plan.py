@@ -73,6 +73,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from softcot import config_layers
 from softcot.config import ConfigError, apply_overrides, from_dict, read_yaml
 from softcot.schema import SMOLLM2, SMOLLM2_GGUF, PretrainConfig, TrainConfig
 
@@ -463,7 +464,7 @@ def main(argv: list[str]) -> int:
                     help=f"assumed prompt length in tokens (default {DEFAULT_PROMPT_TOKENS})")
     ap.add_argument("--json", action="store_true", help="print the terms as JSON (bytes)")
     args = ap.parse_args(argv)
-    data = apply_overrides(read_yaml(args.config), args.overrides)
+    data = apply_overrides(config_layers.load(args.config, read_yaml), args.overrides)   # with its `extends` chain
     build = workflow_setting if is_workflow_config(data) else train_setting
     try:
         setting = build(data, args.gpus, args.gpu_memory_gb, args.prompt_tokens)

@@ -225,6 +225,8 @@ class TrainConfig:
         require(self.threads is None or self.threads >= 1, prefix + "threads", "must be >= 1 or null")
         require(self.strategy in ("ddp", "fsdp"), prefix + "strategy", f"got {self.strategy!r}; allowed: ddp | fsdp")
         require(self.diagnostics_every >= 0, prefix + "diagnostics_every", "must be >= 0")
+        self.model.validate(prefix + "model.")
+        self.data.validate(prefix + "data.")
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -34,10 +34,14 @@ class VocabTables:
 def ends_with_marker(tokenizer, ids: list[int], marker: str) -> bool:
     """Does the text of `ids` end with `marker` (trailing whitespace ignored)? Decodes a short tail only.
 
-    A tail of len(marker) tokens always covers the marker, since every token holds at least one character.
-    """
-    tail = tokenizer.decode(ids[-len(marker):], skip_special_tokens=False)
-    return tail.rstrip().endswith(marker)
+    A tail of len(marker) tokens covers the marker when no whitespace follows it, since every token holds at
+    least one character; the tail grows while its stripped text is shorter than the marker."""
+    n = len(marker)
+    while True:
+        tail = tokenizer.decode(ids[-n:], skip_special_tokens=False).rstrip()
+        if len(tail) >= len(marker) or n >= len(ids):
+            return tail.endswith(marker)
+        n *= 2
 
 
 def eos_ids(tokenizer, model) -> set[int]:

@@ -169,9 +169,6 @@ def test_validate_config_names_the_key(capsys, tmp_path, kind, text, key):
     assert rc == 2 and f"{f}: {key}: " in one_line(err, "validate-config", "config")
 
 
-@pytest.mark.xfail(strict=True, reason="softcot/schema.py TrainConfig.validate skips its model and data "
-                   "sections when the file leaves them out: validate-config says ok and `softcot train` then "
-                   "fails in transformers with a traceback instead of exit 2")
 def test_validate_config_rejects_a_train_config_without_model_or_data(capsys, tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("steps: 5\nmode: {kind: soft}\n")

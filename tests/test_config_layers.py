@@ -97,7 +97,7 @@ def test_extends_is_not_a_command_line_value(tmp_path):
         resolve([], [], {"extends": "x.yaml"})
 
 
-# The five paper presets: what each one sets, then what they share (values from the paper, method.md §3).
+# The five paper presets: what each one sets, then what they share (the paper's training settings).
 PAPER_PRESETS = {
     #                     train/val data  model                                lr      train CoT budget
     "llama3b_gsm8k":      ("gsm8k",      "meta-llama/Llama-3.2-3B-Instruct", 6e-6, 128),
@@ -144,7 +144,7 @@ def test_paper_preset_resolves_to_the_papers_settings(name):
         "data": {"val_size": 200, "prompt_template": "paper"},
         "rollout": {"max_cot_tokens": cot, "max_answer_tokens": 32, "answer_temperature": 1.0},
         "optim": {"lr": lr, "warmup_steps": 20, "schedule": "cosine", "grad_clip": None},
-        "gradient_checkpointing": True}
+        "gradient_checkpointing": True, **({"strategy": "fsdp"} if name == "llama8b_gsm8k" else {})}
     assert cfg["eval"] == {
         "settings": ["hard_greedy", "hard_sample", "fuzzy_greedy", "fuzzy_sample", "soft_greedy", "soft_sample"],
         "n_samples": 32, "prompt_template": "paper",
@@ -154,8 +154,10 @@ def test_paper_preset_resolves_to_the_papers_settings(name):
     assert cfg["ablations"] == {"mode": "fuzzy", "gamma": [0.1, 1.0, 3.0], "tau": [0.001, 0.01, 0.1], "seeds": [0, 1]}
     assert cfg["figures"] == {"dpi": 150, "width": 4.0, "height": 3.0, "font_size": 9, "smooth": 25}
     assert cfg["resources"] == {
-        "train": {"threads": 8, "gpu": 8, "cpus_per_gpu": 8, "mem_mb": 480000, "runtime": 5760, "retries": 3},
-        "evaluate": {"threads": 8, "gpu": 1, "cpus_per_gpu": 8, "mem_mb": 64000, "runtime": 720, "retries": 2}}
+        "train": {"threads": 8, "gpu": 8, "cpus_per_gpu": 8, "mem_mb": 480000, "runtime": 5760, "retries": 3,
+                  "gpu_memory_gb": 80},
+        "evaluate": {"threads": 8, "gpu": 1, "cpus_per_gpu": 8, "mem_mb": 64000, "runtime": 720, "retries": 2,
+                     "per_model": False}}
     # the rest comes from config.yaml, as before: the toy's unused settings and the study
     assert cfg["pretrain"] == defaults["pretrain"] and cfg["data"]["toy"] == defaults["data"]["toy"]
     assert cfg["study"] == defaults["study"]

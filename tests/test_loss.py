@@ -142,21 +142,30 @@ def test_equal_rewards_give_no_gradient(kind):
 
 # --------------------------------------------------------------------------- micro-batches
 
-def test_microbatches_cover_every_row_in_order_with_its_advantage():
+def test_microbatches_cover_every_row_once_with_its_advantage_shortest_first():
     model, tok = make_tiny("llama", seed=12)
     g = torch.Generator().manual_seed(0)
-    ros = [rollout(model, tok, PROMPTS + PROMPTS[:1], CoTMode("soft"), RolloutConfig(max_cot_tokens=4), generator=g),
-           rollout(model, tok, PROMPTS[:3], CoTMode("soft"), RolloutConfig(max_cot_tokens=4), generator=g)]
+    cfg = RolloutConfig(max_cot_tokens=6, marker="e")
+    ros = [rollout(model, tok, PROMPTS + PROMPTS[:1], CoTMode("soft"), cfg, generator=g),
+           rollout(model, tok, PROMPTS[:3], CoTMode("soft"), cfg, generator=g)]
     adv = torch.arange(8.0)
     chunks = list(microbatches(ros, adv, 2))
     assert [len(sub) for sub, _ in chunks] == [2, 2, 1, 2, 1]
-    assert torch.equal(torch.cat([a for _, a in chunks]), adv)
-    rows = [(ro, i) for ro in ros for i in range(len(ro))]
-    got = [(sub, j) for sub, _ in chunks for j in range(len(sub))]
-    for (ro, i), (sub, j) in zip(rows, got, strict=True):
-        assert sub.cot_ids[j] == ro.cot_ids[i] and sub.completions[j] == ro.completions[i]
-        assert torch.equal(sub.cot_inputs[j], ro.cot_inputs[i])
-        assert torch.equal(sub.attention_mask[j], ro.attention_mask[i])
+    offset, k = 0, 0
+    for ro, n_chunks in zip(ros, (3, 2)):
+        seen = []
+        for sub, a in chunks[k:k + n_chunks]:
+            for j in range(len(sub)):
+                # a row is known by its noisy CoT inputs, which its own random stream drew
+                (i,) = [i for i in range(len(ro)) if torch.equal(ro.cot_inputs[i], sub.cot_inputs[j])]
+                seen.append(i)
+                assert a[j] == adv[offset + i]
+                assert sub.completions[j] == ro.completions[i]
+                assert torch.equal(sub.attention_mask[j], ro.attention_mask[i])
+        assert sorted(seen) == list(range(len(ro))), "every row exactly once"
+        real = [int(ro.attention_mask[i].sum()) for i in seen]
+        assert real == sorted(real), "rows go by their number of real slots"
+        k, offset = k + n_chunks, offset + len(ro)
 
 
 @pytest.mark.parametrize("kind", ["hard", "soft"])

@@ -18,6 +18,12 @@ from softcot.workflow_config import WorkflowConfigError, check_config
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted((REPO / "config" / "presets").glob("*.yaml"))
+
+
+def workflow_config(path):
+    """A preset as the workflow resolves it: config.yaml beneath, then the preset's `extends` chain."""
+    from softcot.config_layers import resolve
+    return resolve([REPO / "config.yaml"], [path], {})
 # Published parameter counts (model cards / safetensors metadata).
 PUBLISHED = {"meta-llama/Llama-3.2-3B-Instruct": 3_212_749_824, "meta-llama/Llama-3.1-8B-Instruct": 8_030_261_248,
              "Qwen/Qwen2.5-3B-Instruct": 3_085_938_688, "HuggingFaceTB/SmolLM2-135M-Instruct": 134_515_008}
@@ -92,11 +98,11 @@ def test_every_preset_plans_and_fits(preset):
     r = run_plan("--config", str(preset))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "peak" in r.stdout
-    check_config(read_yaml(preset))                    # the workflow's check accepts it too
+    check_config(workflow_config(preset))                    # the workflow's check accepts it too
 
 
 def test_8b_preset_is_fsdp_and_ddp_is_refused_naming_the_key(capsys):
-    config = read_yaml(REPO / "config" / "presets" / "llama8b_gsm8k.yaml")
+    config = workflow_config(REPO / "config" / "presets" / "llama8b_gsm8k.yaml")
     assert config["train"]["settings"]["strategy"] == "fsdp"
     check_config(config)
     assert "FSDP full params (rollouts)" in capsys.readouterr().err          # printed before any job starts
@@ -106,7 +112,7 @@ def test_8b_preset_is_fsdp_and_ddp_is_refused_naming_the_key(capsys):
 
 
 def test_small_gpus_are_refused_with_fixes(tmp_path):
-    config = read_yaml(REPO / "config" / "presets" / "llama3b_math.yaml")
+    config = workflow_config(REPO / "config" / "presets" / "llama3b_math.yaml")
     config["resources"]["train"]["gpu_memory_gb"] = 24
     with pytest.raises(WorkflowConfigError, match=r"resources\.train\.gpu_memory_gb is 24 GiB") as e:
         check_config(config)
@@ -142,7 +148,7 @@ def test_a_train_config_yaml_plans_too(tmp_path):
 
 
 def test_fsdp_terms_shrink_with_gpus():
-    s = plan.workflow_setting(read_yaml(REPO / "config" / "presets" / "llama8b_gsm8k.yaml"))
+    s = plan.workflow_setting(workflow_config(REPO / "config" / "presets" / "llama8b_gsm8k.yaml"))
     p8, p4 = plan.estimate(s), plan.estimate(plan.replace(s, gpus=4))
     N = s.arch.params
     assert p8.term("weights (fp32)", "update") == pytest.approx(4 * N / 8)
@@ -241,7 +247,7 @@ def test_plan_matches_cpu_peak_smollm2(tmp_path):
     recs = tmp_path / "train.jsonl"
     recs.write_text("".join(json.dumps({"id": str(i), "question": q, "answer": "72"}) + "\n"
                             for i, q in enumerate(questions * 4)))
-    preset = read_yaml(REPO / "config" / "presets" / "smollm2_gsm_symbolic.yaml")["train"]["settings"]
+    preset = workflow_config(REPO / "config" / "presets" / "smollm2_gsm_symbolic.yaml")["train"]["settings"]
     settings = {k: preset[k] for k in ("prompts_per_step", "group_size", "rollout_batch", "micro_batch",
                                        "gradient_checkpointing")}
     settings.update(rollout={k: preset["rollout"][k] for k in ("max_cot_tokens", "max_answer_tokens")},

@@ -38,7 +38,8 @@ def test_partial_rollout_section_keeps_eval_defaults_in_eval_and_rollout_default
     assert ev.rollout.max_answer_tokens == RolloutConfig().max_answer_tokens
     full = EvalConfig().rollout
     assert (full.max_cot_tokens, full.answer_temperature, full.record_entropy) == (512, 0.0, True)
-    tr = from_dict(TrainConfig, {"rollout": {"max_cot_tokens": 40}})
+    tr = from_dict(TrainConfig, {"model": {"name_or_path": str(model)}, "data": {"train": str(data)},
+                                 "rollout": {"max_cot_tokens": 40}})
     assert (tr.rollout.max_cot_tokens, tr.rollout.answer_temperature, tr.rollout.record_entropy) == (40, 1.0, False)
     assert TrainConfig().rollout == RolloutConfig()
 
@@ -133,9 +134,6 @@ def test_bad_train_configs_are_rejected_naming_the_key(train_base, tmp_path, cap
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.ckpt").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="softcot/schema.py TrainConfig.validate does not validate its model and "
-                   "data sections, and from_dict validates a nested section only when the mapping gives it, so a "
-                   "train config without model:/data: passes (model.name_or_path and data.train are 'required')")
 @pytest.mark.parametrize("data,key", [({"data": {"train": __file__}}, "model.name_or_path"),
                                       ({"model": {"name_or_path": "org/name"}}, "data.train")])
 def test_train_config_requires_a_model_and_training_data(data, key):

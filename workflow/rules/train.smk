@@ -46,6 +46,6 @@ rule train:
     conda:
         ENV
     shell:
-        "SOFTCOT_STRATEGY={params.strategy} bash workflow/scripts/launch.sh {resources.gpu} train --config {input.cfg:q} {params.overrides} seed={wildcards.seed} "
+        "SOFTCOT_STRATEGY={params.strategy:q} bash workflow/scripts/launch.sh {resources.gpu} train --config {input.cfg:q} {params.overrides} seed={wildcards.seed} "
         "model.name_or_path={params.base:q} data.train={input.train:q} data.val={input.val:q} "
         "output_dir={output:q} ckpt_dir={params.ckpt:q} threads={threads} > {log:q} 2>&1"
