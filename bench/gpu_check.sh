@@ -66,6 +66,7 @@ part 200 $PY bench/bench_shapes.py $G --shapes llama3b,llama8b,qwen3b
 part 40  $PY bench/bench_rollout.py --model tiny $G --batch 64 --cot-tokens 128 --answer-tokens 32 --repeats 3
 [ -n "$SMOL" ] && part 65 $PY bench/bench_rollout.py --model "$SMOL" $G --batch 64 --cot-tokens 128 --answer-tokens 32 --repeats 3
 part 40  $PY bench/bench_step.py --model tiny $G --batch 64 --group 8 --cot-tokens 128 --answer-tokens 32 --repeats 2 --no-scaling
+part 60  $PY bench/bench_compile.py --model tiny $G --batch 64 --repeats 2
 [ -n "$SMOL" ] && part 80 $PY bench/bench_step.py --model "$SMOL" $G --modes hard,soft --batch 32 --group 8 --cot-tokens 128 --answer-tokens 32 --repeats 2
 
 say "summary"
