@@ -59,14 +59,14 @@ fi
 echo "SmolLM2 parts use --model ${SMOL:-<skipped>}"
 
 G="--device cuda --dtype bf16"
-# Parts in order of importance; budgets (s) sum to 450, so a slow machine loses the last part, not the log.
-part 25  $PY bench/bench_mix.py $G --presets tiny,smollm2,llama3b --batch 64 --repeats 5
+# Parts in order of importance; budgets (s) sum to 490, so a slow machine loses the last part, not the log.
+part 20  $PY bench/bench_mix.py $G --presets tiny,smollm2,llama3b --batch 64 --repeats 5
 # B = 2 x G = 32 rollouts, L = 128; Llama-3.1-8B measures what fits one GPU (its fp32 AdamW needs several).
 part 200 $PY bench/bench_shapes.py $G --shapes llama3b,llama8b,qwen3b
 part 40  $PY bench/bench_rollout.py --model tiny $G --batch 64 --cot-tokens 128 --answer-tokens 32 --repeats 3
 [ -n "$SMOL" ] && part 65 $PY bench/bench_rollout.py --model "$SMOL" $G --batch 64 --cot-tokens 128 --answer-tokens 32 --repeats 3
 part 40  $PY bench/bench_step.py --model tiny $G --batch 64 --group 8 --cot-tokens 128 --answer-tokens 32 --repeats 2 --no-scaling
-part 60  $PY bench/bench_compile.py --model tiny $G --batch 64 --repeats 2
+part 45  $PY bench/bench_compile.py --model tiny $G --batch 64 --repeats 2
 [ -n "$SMOL" ] && part 80 $PY bench/bench_step.py --model "$SMOL" $G --modes hard,soft --batch 32 --group 8 --cot-tokens 128 --answer-tokens 32 --repeats 2
 
 say "summary"
