@@ -209,6 +209,71 @@ def base_eval(model, tokenizer, data: dict[str, list[dict]], cfg: PretrainConfig
 # ----------------------------------------------------------------------------------------------------------
 # training
 
+@dataclass
+class _Pretraining:
+    """What the phases of one pre-training run share."""
+    cfg: PretrainConfig
+    data: dict
+    tokenizer: object
+    encoded: dict                    # {"main": Encoded, "ood": Encoded}
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: object
+    fingerprint: dict
+
+
+def _setup(cfg: PretrainConfig, data_dir: str | Path) -> _Pretraining:
+    """Data, char tokenizer, encoded demos, a fresh model and its optimiser, and the run's fingerprint."""
+    data = load_toy_data(data_dir)
+    texts = [t for name in ("pretrain", "ood_train") for r in data[name] for t in demo_text(r)]
+    tokenizer = build_char_tokenizer(texts, words=TOY_WORDS if cfg.word_tokens else ())
+    encoded = {"main": encode_demos(data["pretrain"], tokenizer),
+               "ood": encode_demos([r for r in data["ood_train"] if r.get("source") == SEQ_SOURCE], tokenizer)}
+    model = build_model(cfg, tokenizer)
+    opt, sched = make_optimizer(model, cfg)
+    fingerprint = {"data": data_fingerprint(encoded["main"], encoded["ood"]), "vocab": len(tokenizer),
+                   "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NON_TRAINING_FIELDS}}
+    fingerprint = json.loads(json.dumps(fingerprint))   # tuples -> lists, as they come back from JSON
+    return _Pretraining(cfg, data, tokenizer, encoded, model, opt, sched, fingerprint)
+
+
+def _resume(run: _Pretraining, ckpt_dir: Path) -> tuple[int, float]:
+    """(step, seconds so far) of the newest checkpoint of this very run (0, 0.0 without one); the metrics
+    logged after it are dropped (a kill between checkpoints)."""
+    start, seconds = 0, 0.0
+    ck = latest_checkpoint(ckpt_dir)
+    if ck is not None:
+        # Build the model state first, then check the checkpoint belongs to this run.
+        saved = json.loads((ck / "state.json").read_text())["extra"].get("fingerprint")
+        if saved != run.fingerprint:
+            raise ConfigError(f"{ck} was written by a different config or data set ({saved} != {run.fingerprint}); "
+                              f"use a fresh --ckpt-dir or delete {ckpt_dir}")
+        st = load_checkpoint(ck, run.model, run.opt, run.sched)
+        start, seconds = st["step"], float(st["extra"].get("seconds", 0.0))
+    metrics_path = ckpt_dir / "metrics.jsonl"
+    rows = [r for r in (read_jsonl(metrics_path) if metrics_path.exists() else []) if r.get("step", 0) <= start]
+    write_jsonl(metrics_path, rows)
+    return start, seconds
+
+
+def _step(run: _Pretraining, step: int) -> tuple[float, float]:
+    """One optimiser step on the batch of `step` (a pure function of (seed, step)); returns (loss, lr)."""
+    cfg, enc = run.cfg, run.encoded
+    pairs = batch_indices(cfg.seed, step, cfg.batch_size, len(enc["main"].ids), len(enc["ood"].ids), cfg.ood_fraction)
+    ids, labels = collate([enc[f].ids[i] for f, i in pairs], [enc[f].n_prompt[i] for f, i in pairs],
+                          run.tokenizer.pad_token_id)
+    # Right padding + causal attention: real tokens never see padding, so no mask is needed.
+    loss = sequence_loss(run.model(input_ids=ids).logits, labels)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    lr = run.opt.param_groups[0]["lr"]
+    run.opt.step()
+    run.sched.step()
+    return loss.item(), lr
+
+
 def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path | None, ckpt_dir: str | Path,
              stop_at: int | None = None, progress: bool = True) -> dict | None:
     """Train (resuming from `ckpt_dir` if it holds a checkpoint) and write `out_dir`. Returns base_eval,
@@ -218,82 +283,48 @@ def pretrain(cfg: PretrainConfig, data_dir: str | Path, out_dir: str | Path | No
     ckpt_dir = Path(ckpt_dir)
     if out_dir is not None and Path(out_dir).resolve() == ckpt_dir.resolve():
         raise ConfigError("--ckpt-dir must differ from --out (the output directory is replaced whole at the end)")
-    data = load_toy_data(data_dir)
-    texts = [t for name in ("pretrain", "ood_train") for r in data[name] for t in demo_text(r)]
-    tokenizer = build_char_tokenizer(texts, words=TOY_WORDS if cfg.word_tokens else ())
-    main_enc = encode_demos(data["pretrain"], tokenizer)
-    ood_enc = encode_demos([r for r in data["ood_train"] if r.get("source") == SEQ_SOURCE], tokenizer)
-    model = build_model(cfg, tokenizer)
-    opt, sched = make_optimizer(model, cfg)
-    fingerprint = {"data": data_fingerprint(main_enc, ood_enc), "vocab": len(tokenizer),
-                   "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NON_TRAINING_FIELDS}}
-    fingerprint = json.loads(json.dumps(fingerprint))   # tuples -> lists, as they come back from JSON
-
+    run = _setup(cfg, data_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = ckpt_dir / "metrics.jsonl"
-    start, seconds = 0, 0.0
-    ck = latest_checkpoint(ckpt_dir)
-    if ck is not None:
-        # Build the model state first, then check the checkpoint belongs to this run.
-        saved = json.loads((ck / "state.json").read_text())["extra"].get("fingerprint")
-        if saved != fingerprint:
-            raise ConfigError(f"{ck} was written by a different config or data set ({saved} != {fingerprint}); "
-                             f"use a fresh --ckpt-dir or delete {ckpt_dir}")
-        st = load_checkpoint(ck, model, opt, sched)
-        start, seconds = st["step"], float(st["extra"].get("seconds", 0.0))
-    # Drop metric rows written after the checkpoint we resume from (a kill between checkpoints).
-    rows = [r for r in (read_jsonl(metrics_path) if metrics_path.exists() else []) if r.get("step", 0) <= start]
-    write_jsonl(metrics_path, rows)
-
+    start, seconds = _resume(run, ckpt_dir)
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
-    model.train()
+    run.model.train()
     bar = Progress(cfg.steps, "pretrain", unit="step", initial=start, enabled=progress)
     t0 = time.perf_counter() - seconds
     for step in range(start, end):
-        pairs = batch_indices(cfg.seed, step, cfg.batch_size, len(main_enc.ids), len(ood_enc.ids), cfg.ood_fraction)
-        src = {"main": main_enc, "ood": ood_enc}
-        seqs = [src[f].ids[i] for f, i in pairs]
-        npr = [src[f].n_prompt[i] for f, i in pairs]
-        ids, labels = collate(seqs, npr, tokenizer.pad_token_id)
-        # Right padding + causal attention: real tokens never see padding, so no mask is needed.
-        loss = sequence_loss(model(input_ids=ids).logits, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        lr = opt.param_groups[0]["lr"]
-        opt.step()
-        sched.step()
+        loss, lr = _step(run, step)
         done = step + 1
-        row = {"step": done, "loss": loss.item(), "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
+        row = {"step": done, "loss": loss, "lr": lr, "seconds": round(time.perf_counter() - t0, 3)}
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            val = data["val"][: cfg.n_eval]
-            row["val_acc"] = accuracy(model, tokenizer, val, max_new_tokens=cfg.max_new_tokens,
+            val = run.data["val"][: cfg.n_eval]
+            row["val_acc"] = accuracy(run.model, run.tokenizer, val, max_new_tokens=cfg.max_new_tokens,
                                       batch_size=cfg.eval_batch_size)
-            bar.write(f"step {done}/{cfg.steps} loss {row['loss']:.4f} lr {lr:.2e} "
+            bar.write(f"step {done}/{cfg.steps} loss {loss:.4f} lr {lr:.2e} "
                       f"val greedy acc {row['val_acc']:.3f} (n={len(val)}) {row['seconds']:.0f}s")
-        append_jsonl(metrics_path, row)
-        bar.update(1, loss=f"{row['loss']:.3f}")
+        append_jsonl(ckpt_dir / "metrics.jsonl", row)
+        bar.update(1, loss=f"{loss:.3f}")
         if done % cfg.ckpt_every == 0 or done == end:
-            save_checkpoint(ckpt_dir, done, model, opt, sched, keep=cfg.keep_ckpts,
-                            extra={"seconds": time.perf_counter() - t0, "fingerprint": fingerprint})
+            save_checkpoint(ckpt_dir, done, run.model, run.opt, run.sched, keep=cfg.keep_ckpts,
+                            extra={"seconds": time.perf_counter() - t0, "fingerprint": run.fingerprint})
     bar.close()
     if end < cfg.steps:
         return None
-    train_seconds = time.perf_counter() - t0
+    return _finish(run, out_dir, ckpt_dir, time.perf_counter() - t0)
 
+
+def _finish(run: _Pretraining, out_dir: str | Path | None, ckpt_dir: Path, train_seconds: float) -> dict:
+    """base_eval of the trained model; the model, tokenizer, metrics, config and base_eval.json into `out_dir`."""
     t1 = time.perf_counter()
-    result = base_eval(model, tokenizer, data, cfg)
+    result = base_eval(run.model, run.tokenizer, run.data, run.cfg)
     result["train_seconds"] = round(train_seconds, 1)
     result["eval_seconds"] = round(time.perf_counter() - t1, 1)
-    result["n_params"] = sum(p.numel() for p in model.parameters())
-    result["steps"] = cfg.steps
+    result["n_params"] = sum(p.numel() for p in run.model.parameters())
+    result["steps"] = run.cfg.steps
     if out_dir is not None:
         with atomic_dir(out_dir) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            write_jsonl(tmp / "pretrain_metrics.jsonl", read_jsonl(metrics_path))
-            write_json(tmp / "pretrain_config.json", dataclasses.asdict(cfg))
+            run.model.save_pretrained(tmp)
+            run.tokenizer.save_pretrained(tmp)
+            write_jsonl(tmp / "pretrain_metrics.jsonl", read_jsonl(ckpt_dir / "metrics.jsonl"))
+            write_json(tmp / "pretrain_config.json", dataclasses.asdict(run.cfg))
             write_json(tmp / "base_eval.json", result)
     return result
 
