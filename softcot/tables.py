@@ -168,7 +168,7 @@ def nine(ev: dict, dataset: str, methods: list[str], section: str, title: str) -
         col.label = col.metric
     t = Table(section, title, ["method"], cols, notes=["mean ± sample std over seeds; one value where a single run "
                                                        "exists. H/F/S: hard/fuzzy/soft CoT; G greedy pass@1, S sample "
-                                                       "pass@1, S<n> sample pass@n."])
+                                                       "pass@1, Sn sample pass@n."])
     for method in methods:
         row = [method]
         for kind, _ in SETTING_COLS:

@@ -183,3 +183,18 @@ def figure_style(name):
     """The `figures` section for one figure: shared settings, then that figure's own overrides."""
     shared = {k: v for k, v in config["figures"].items() if not k.startswith("fig")}
     return json.dumps({**shared, **config["figures"].get(name, {})}, sort_keys=True)
+
+
+def docs_extras():
+    """Optional results docs/results.md reads when they exist (ablation tables, study/, estimators/)."""
+    from softcot.docs import extra_inputs
+
+    return extra_inputs(RES)
+
+
+def docs_figures():
+    """The figure copies docs/results.md shows: the default figures and every optional one present."""
+    from softcot.docs import figure_copies
+
+    names = {f"{f}.png" for f in ("fig2", "fig3", "fig4")} | set(figure_copies(RES).values())
+    return [f"docs/figures/{n}" for n in sorted(names)]
