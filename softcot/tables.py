@@ -355,7 +355,7 @@ def read_csv(path: str | Path) -> list[dict]:
 
 HTML_STYLE = ("body{font-family:system-ui,sans-serif;font-size:14px;margin:1em}"
               "table{border-collapse:collapse;margin:0.5em 0 0.5em 0}"
-              "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+              "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
               "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}"
               "p.note{color:#555;font-size:12px;margin:0.2em 0}")
 
