@@ -168,7 +168,8 @@ def test_default_grid_plans_every_mode_and_seed():
                 "data.val=results/toy/data/val.jsonl", f"output_dir=results/toy/train/{m}/seed{s}",
                 f"ckpt_dir=checkpoints/toy/train/{m}/seed{s}", f"threads={threads}"]
             assert only(jobs, "export", variant=m, seed=s).argv == [
-                "softcot", "export", "--run", f"results/toy/train/{m}/seed{s}",
+                "softcot", "export", "--run", f"results/toy/train/{m}/seed{s}", "--eval",
+                *[f"results/toy/eval/{m}_seed{s}/{d}/summary.json" for d in sets],
                 "--out", f"results/toy/export/{m}/seed{s}"]
     for model in grid():
         path = "results/toy/base" if model == "base" else f"results/toy/train/{model.replace('_seed', '/seed')}/model"
@@ -273,7 +274,7 @@ def test_presets_dry_run(preset):
         argv = only(jobs, "prepare_benchmark", dataset=name).argv
         assert argv[:4] == ["softcot", "prepare-data", "--benchmark", spec["benchmark"]]
         assert values(argv, "--out") == [f"{res}/data/{name}.jsonl"]
-        for key in ("split", "path", "limit", "seed"):
+        for key in ("split", "path", "limit", "seed", "revision"):
             if spec.get(key) is None:
                 assert f"--{key}" not in argv
             else:

@@ -164,7 +164,7 @@ def benchmark_args(dataset):
         raise ValueError(f"data.sets has no entry {dataset!r}; configured: {sorted(config['data']['sets'])}")
     args = ["--benchmark", spec["benchmark"]]
     for key, flag in (("split", "--split"), ("path", "--path"), ("limit", "--limit"), ("seed", "--seed"),
-                      ("on_bad_row", "--on-bad-row")):
+                      ("on_bad_row", "--on-bad-row"), ("revision", "--revision")):
         if spec.get(key) is not None:
             args += [flag, str(spec[key])]
     return shlex.join(args)
