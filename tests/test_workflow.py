@@ -391,6 +391,18 @@ def test_bad_config_is_rejected_before_any_job_naming_the_key(tmp_path, text, ke
     assert key in out, out[-2000:]
 
 
+def test_a_bad_config_override_gets_the_config_files_message(tmp_path):
+    """--config values arrive as strings; the workflow types them as a config file would, so the same bad value
+    fails with the same message either way."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  settings:\n    rollout: {max_cot_tokens: 0}\n")
+    expected = "config key train.settings.rollout.max_cot_tokens: got 0; must be >= 1"
+    rc, out = smk("-n", "--cores", "1", "--configfile", str(bad))
+    assert rc != 0 and expected in out, out[-2000:]
+    rc, out = smk("-n", "--cores", "1", "--config", "train={settings: {rollout: {max_cot_tokens: 0}}}")
+    assert rc != 0 and expected in out, out[-2000:]
+
+
 def test_lint_passes():
     rc, out = smk("--lint")
     assert rc == 0, out[-3000:]
