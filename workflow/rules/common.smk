@@ -44,6 +44,9 @@ SETTINGS = config["eval"]["settings"]
 TEST_SETS = config["data"]["test_sets"]
 OOD_SETS = config["data"]["ood_sets"]
 ENV = "../../envs/softcot.yaml"
+# envs/softcot.yaml installs the package from ${SOFTCOT_ROOT}: the repository that holds this workflow, as an
+# absolute path, because Snakemake builds the environment from a copy of the file in another folder.
+os.environ.setdefault("SOFTCOT_ROOT", str(Path(workflow.basedir).resolve()))
 
 
 # Arguments of the commands that read evaluations: the figures' test sets; the tables' (and the study's) also
