@@ -19,7 +19,7 @@ rule docs:
         figures=docs_figures(),
     params:
         args=TABLE_ENV_ARGS,
-        res=lambda wc, input: os.path.dirname(os.path.dirname(input.tables[0])),    # results/<experiment>
+        res=lambda wc, input: os.path.dirname(os.path.dirname(input.tables[0])),  # results/<experiment>
     log:
         f"{LOGS}/docs.log",
     conda:
