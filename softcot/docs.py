@@ -20,7 +20,7 @@ from pathlib import Path
 
 from softcot import __version__
 from softcot.findings import BASE, PAPER_MODES, Stat, judge
-from softcot.io import atomic_path, write_text
+from softcot.io import DataError, atomic_path, write_text
 from softcot.provenance import provenance
 from softcot.runs import parse_variant
 from softcot.tables import read_csv
@@ -66,7 +66,13 @@ def extra_inputs(results: str | Path) -> list[str]:
 
 def _csv(res: Path, name: str) -> list[dict]:
     p = res / "tables" / f"{name}.csv"
-    return read_csv(p) if p.exists() else []
+    if not p.exists():
+        return []
+    try:
+        return read_csv(p)
+    except (KeyError, ValueError):
+        raise DataError(f"{p}: not a table in softcot's numeric layout (columns mean, std, n, seed<k>); rebuild "
+                        f"it with `snakemake --cores all {name}`") from None
 
 
 def _stat(rows: list[dict], **key) -> Stat | None:
@@ -399,7 +405,6 @@ def main(argv: list[str]) -> int:
     try:
         build(args.results, args.out, args.test_sets, args.preset)
     except FileNotFoundError as e:
-        from softcot.io import DataError
         raise DataError(str(e)) from None
     print(args.out)
     return 0

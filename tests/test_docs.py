@@ -124,3 +124,10 @@ def test_paper_blocks_are_not_repeated_under_the_tables(tmp_path):
     text = docs.build(res, tmp_path / "docs" / "results.md", sets, preset="qwen3b_math")
     assert "Paper, Table" not in text and "| math | paper (Qwen2.5-3B-Inst) |" not in text
     assert "| soft | paper (Qwen2.5-3B-Inst) | 82.9±0.9 |" in text
+
+
+def test_a_table_in_the_old_layout_names_the_fix(tmp_path):
+    res = _tables(make_tree(tmp_path / "results" / "toy"), ["test"])
+    (res / "tables" / "table3_5.csv").write_text("section,method,HG\ntest,hard,47.1±0.5\n")
+    with pytest.raises(DataError, match="snakemake --cores all table3_5"):
+        docs.build(res, tmp_path / "docs" / "results.md", ["test"])
