@@ -33,7 +33,8 @@ TABLE_NAMES = {"table1": "Table 1: hard inference", "table2": "Table 2: out of d
                "table6": "Table 6: noise-scale ablation", "table8": "Table 8: CoT-temperature ablation"}
 FIGURE_TEXT = {
     "fig2": "Figure 2: training reward (band: standard error over seeds) and greedy validation pass@1 (error bars: "
-            "seed std) per training mode; grey lines: the base's validation score (step 0).",
+            "seed std) per training mode; grey lines: the base's validation score (step 0) in each mode's greedy "
+            "decoding.",
     "fig3": "Figure 3: pass@k gain over the base (points; error bars: seed std) per test set and inference kind.",
     "fig4": "Figure 4: CoT entropy by position under sampled inference; shaded: positions few rollouts reach.",
     "fig5": "Figure 5: ablations of the noise scale gamma and the CoT temperature tau: training reward and greedy "

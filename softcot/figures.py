@@ -85,15 +85,10 @@ def _legend(ax, **kw) -> None:
         ax.legend(fontsize="small", **kw)
 
 
-def _val_decoding(variant: str) -> str:
-    """The greedy decoding a variant validates with (softcot.trainer): soft greedy for soft training, hard
-    greedy (fuzzy greedy is the same) otherwise."""
-    return "soft" if parse_variant(variant).kind == "soft" else "hard"
-
-
 def fig_training(plt, style, train: dict, variants: list[str], title_suffix: str = ""):
     """Training reward (smoothed; band = standard error over seeds) and greedy validation (mean, error bars =
-    seed std) per variant; the base is the validation at step 0, drawn grey and dashed per decoding."""
+    seed std) per variant. The base is the validation at step 0, which each mode measures in its own greedy
+    decoding (softcot.evaluate.greedy_accuracy): one grey line per distinct value, naming the modes it serves."""
     fig, axes = plt.subplots(1, 2, figsize=(2 * style["width"], style["height"]))
     shown = [v for v in variants if train.get(v)]
     base_at: dict[str, list[float]] = {}
@@ -112,13 +107,16 @@ def fig_training(plt, style, train: dict, variants: list[str], title_suffix: str
             table = [dict(r) for r in val]
             stats = [_mean_sd([t[st] for t in table]) for st in steps]
             if steps and steps[0] == 0:
-                base_at.setdefault(_val_decoding(v), []).append(stats[0][0])
+                base_at.setdefault(parse_variant(v).kind, []).append(stats[0][0])
             dodge = (i - (len(shown) - 1) / 2) * 0.012 * max(steps[-1], 1) if steps else 0.0
             axes[1].errorbar([st + dodge for st in steps], [a for a, _ in stats], yerr=[b for _, b in stats],
                              marker="o", ms=3, capsize=2, lw=1.2, label=v, color=_color(v), linestyle=ls)
-    for j, (decoding, vals) in enumerate(sorted(base_at.items())):
-        axes[1].axhline(sum(vals) / len(vals), color=COLORS[BASE_METHOD], linestyle=("--", ":")[j % 2], lw=1,
-                        zorder=1, label=f"base ({decoding} greedy)")
+    lines: dict[float, list[str]] = {}
+    for kind, vals in base_at.items():
+        lines.setdefault(round(sum(vals) / len(vals), 9), []).append(kind)
+    for j, (value, kinds) in enumerate(lines.items()):
+        axes[1].axhline(value, color=COLORS[BASE_METHOD], linestyle=("--", ":", "-.")[j % 3], lw=1, zorder=1,
+                        label=f"base ({'/'.join(kinds)} greedy)")
     axes[0].set(xlabel="step", ylabel="mean training reward (smoothed)", title="training reward" + title_suffix)
     axes[1].set(xlabel="step", ylabel="greedy pass@1 (%)", title="greedy validation" + title_suffix)
     _legend(axes[0])

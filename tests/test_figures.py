@@ -60,9 +60,15 @@ def test_fig2_draws_the_base_and_a_legend_on_each_panel(res, plt):
     fig = figures.fig_training(plt, STYLE, train, ["hard", "fuzzy", "soft"])
     _legends_everywhere(fig)
     labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
-    assert "base (hard greedy)" in labels and "base (soft greedy)" in labels
-    base = next(ln for ln in fig.axes[1].lines if ln.get_label() == "base (hard greedy)")
+    assert "base (hard/fuzzy/soft greedy)" in labels          # one value at step 0 for every mode: one line
+    base = next(ln for ln in fig.axes[1].lines if ln.get_label().startswith("base ("))
     assert base.get_ydata()[0] == pytest.approx(40.0)        # the step-0 validation of the synthetic runs
+    for r in train["soft"]:                                   # soft validates in its own decoding: its own line
+        r["val"][0]["greedy_pass1"] = 0.3
+    fig2 = figures.fig_training(plt, STYLE, train, ["hard", "fuzzy", "soft"])
+    labels = [t.get_text() for t in fig2.axes[1].get_legend().get_texts()]
+    assert "base (hard/fuzzy greedy)" in labels and "base (soft greedy)" in labels
+    plt.close(fig2)
     plt.close(fig)
 
 
