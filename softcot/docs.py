@@ -133,9 +133,10 @@ def base_section(res: Path) -> str:
     for split, v in b.items():
         if isinstance(v, dict) and "greedy_acc" in v:
             rows.append([split, f"{100 * v['greedy_acc']:.1f}", f"{100 * v['sample_acc']:.1f}", str(v["n"])])
-    text = [f"## The base model\n\n`base/base_eval.json`: the pre-trained base ({b.get('n_params', '?'):,} "
-            f"parameters, {b.get('steps', '?')} pre-training steps) on every problem of each split, "
-            "answers greedy (the tables use the first `eval.limit` problems of each test set).\n",
+    size = f"{b['n_params']:,} parameters, " if isinstance(b.get("n_params"), int) else ""
+    steps = f"{b['steps']} pre-training steps" if b.get("steps") is not None else "pre-trained"
+    text = [f"## The base model\n\n`base/base_eval.json`: the pre-trained base ({size}{steps}) on every problem "
+            "of each split (the tables use the first `eval.limit` problems of each test set).\n",
             _md_table(["split", "greedy pass@1 (%)", "sampled pass@1 (%)", "problems"], rows)]
     if isinstance(b.get("ood"), dict):
         o = b["ood"]
