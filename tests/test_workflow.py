@@ -42,12 +42,16 @@ class Job:
     output: list
     shell: str | None
 
-    def commands(self) -> list[list[str]]:
-        """The shell command as argument lists, one per `&&` part, each without its output redirection."""
+    def commands(self, with_env: bool = False) -> list[list[str]]:
+        """The shell command as argument lists, one per `&&` part, each without its output redirection and
+        (unless with_env) without leading VAR=value assignments."""
         parts, cur = [], []
         for token in [*shlex.split(self.shell or ""), "&&"]:
             if token == "&&":
-                parts.append(cur[:cur.index(">")] if ">" in cur else cur)
+                cur = cur[:cur.index(">")] if ">" in cur else cur
+                while cur and not with_env and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", cur[0]):
+                    cur = cur[1:]
+                parts.append(cur)
                 cur = []
             else:
                 cur.append(token)
@@ -57,6 +61,12 @@ class Job:
     def argv(self) -> list[str]:
         """The last command (the one that does the job's work)."""
         return self.commands()[-1]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The VAR=value assignments that prefix the last command."""
+        full = self.commands(with_env=True)[-1]
+        return dict(a.split("=", 1) for a in full[:len(full) - len(self.argv)])
 
 
 def parse_jobs(out: str) -> list[Job]:
@@ -156,11 +166,14 @@ def test_default_grid_plans_every_mode_and_seed():
     for j in jobs:
         stats[j.rule] = stats.get(j.rule, 0) + 1
     assert stats["train"] == runs and stats["export"] == runs and stats["pretrain_base"] == 1
-    assert stats["evaluate"] == (runs + 1) * len(sets) and stats["ood"] == runs + 1
+    # resources.evaluate.per_model: one job per model runs every test set and the out-of-domain checks
+    assert stats["evaluate_model"] == runs + 1 and "evaluate" not in stats and "ood" not in stats
     threads = DEFAULT["resources"]["train"]["threads"]
     for m in modes:
         for s in seeds:
-            argv = only(jobs, "train", variant=m, seed=s).argv
+            job = only(jobs, "train", variant=m, seed=s)
+            argv = job.argv
+            assert job.env == {"SOFTCOT_STRATEGY": "ddp"}                                # launch.sh: DDP if GPUs
             assert train_overrides(argv) == [f"mode.kind={m}", f"seed={s}"]
             assert argv[2] == "0" and argv[5] == "results/toy/configs/train.yaml"          # launch.sh GPUs: none
             assert argv[6 + len(train_overrides(argv)):] == [
@@ -173,16 +186,13 @@ def test_default_grid_plans_every_mode_and_seed():
                 "--out", f"results/toy/export/{m}/seed{s}"]
     for model in grid():
         path = "results/toy/base" if model == "base" else f"results/toy/train/{model.replace('_seed', '/seed')}/model"
-        for d in sets:
-            assert only(jobs, "evaluate", model=model, dataset=d).argv == [
-                "softcot", "evaluate", "--config", "results/toy/configs/eval.yaml", f"model.name_or_path={path}",
-                f"data=results/toy/data/{d}.jsonl", f"threads={DEFAULT['resources']['evaluate']['threads']}",
-                "--out", f"results/toy/eval/{model}/{d}", "--no-progress", "--restart-on-change"]
-        assert only(jobs, "ood", model=model).argv == [
-            "softcot", "ood", "--model", f"{model}={path}", "--data", "ood=results/toy/data/ood.jsonl",
-            "--limit", str(DEFAULT["ood"]["limit"]), "--batch-size", str(DEFAULT["ood"]["batch_size"]),
-            "--threads", str(DEFAULT["resources"]["evaluate"]["threads"]), "--out", f"results/toy/ood/{model}.json",
-            "--no-progress"]
+        assert only(jobs, "evaluate_model", model=model).argv == [
+            "softcot", "evaluate", "--config", "results/toy/configs/eval.yaml", f"model.name_or_path={path}",
+            f"threads={DEFAULT['resources']['evaluate']['threads']}",
+            *[a for d in sets for a in ("--data", f"results/toy/data/{d}.jsonl", "--out", f"results/toy/eval/{model}/{d}")],
+            "--restart-on-change", "--ood-data", "ood=results/toy/data/ood.jsonl", "--ood-name", model,
+            "--ood-limit", str(DEFAULT["ood"]["limit"]), "--ood-batch-size", str(DEFAULT["ood"]["batch_size"]),
+            "--ood-out", f"results/toy/ood/{model}.json"]
     writer = ["python", "workflow/scripts/write_yaml.py"]
     toy, pretrain = only(jobs, "toy_data").commands(), only(jobs, "pretrain_base").commands()
     assert toy[0][:3] == writer + ["results/toy/data/toy_config.yaml"]
