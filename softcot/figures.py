@@ -119,8 +119,8 @@ def fig_training(plt, style, train: dict, variants: list[str], title_suffix: str
                         label=f"base ({'/'.join(kinds)} greedy)")
     axes[0].set(xlabel="step", ylabel="mean training reward (smoothed)", title="training reward" + title_suffix)
     axes[1].set(xlabel="step", ylabel="greedy pass@1 (%)", title="greedy validation" + title_suffix)
-    _legend(axes[0])
-    _legend(axes[1])
+    for ax in axes:        # below each panel: bands and error bars reach every corner, where a legend would hide them
+        _legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 
