@@ -164,7 +164,9 @@ def export(run_dir: str | Path, out_dir: str | Path, evals: list[str | Path] = (
     cfg = load_yaml((run_dir / "config.yaml").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     mode = cfg["mode"]
-    commit = summary.get("code_commit") or provenance()["code_commit"]
+    prov = {"code_commit": summary["code_commit"], "code_dirty": summary.get("code_dirty")} \
+        if summary.get("code_commit") else provenance()
+    commit = prov["code_commit"] + (" (with uncommitted changes)" if prov["code_dirty"] else "")
     with atomic_dir(out_dir) as tmp:
         for f in model_dir.iterdir():
             if f.suffix in (".safetensors", ".json", ".jinja", ".model", ".txt") and f.name != "best.json":
@@ -181,7 +183,7 @@ def export(run_dir: str | Path, out_dir: str | Path, evals: list[str | Path] = (
                                                    body))
         (tmp / "softcot_training.json").write_text(json.dumps({"config": cfg, "summary": summary,
                                                                "softcot_version": __version__,
-                                                               "code_commit": commit}, indent=2))
+                                                               **prov}, indent=2))
     return out_dir
 
 

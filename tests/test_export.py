@@ -54,7 +54,7 @@ def test_model_card_states_the_runs_settings(run_dir, tmp_path):
     assert rows["best greedy validation pass@1"] == f"{summary['best_val_greedy_pass1']} (step {summary['best_step']})"
     assert rows["base model"].strip("`").endswith("model")
     from softcot.provenance import provenance
-    assert rows["code commit"].strip("`") == summary["code_commit"] == provenance()["code_commit"]
+    assert rows["code commit"].strip("`").split(" (")[0] == summary["code_commit"] == provenance()["code_commit"]
     meta = _front_matter(card)
     assert meta["tags"] == ["softcot", "reinforcement-learning", "chain-of-thought", "fuzzy-tokens"]
     assert f"**softcot** {__version__}" in card
