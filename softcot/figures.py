@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 
 from softcot.io import atomic_path
 from softcot.results import load_eval, load_training, methods_present

@@ -37,7 +37,7 @@ def test_fig3_plots_gains_with_seed_error_bars(res, plt):
     assert ys[-1] == pytest.approx(75.0 - 60.0)              # pass@8 gain: method mean - base
     gains = figures.passk_gains(load_eval(eval_paths(res)), "test", "hard")
     assert set(gains) == {"hard", "fuzzy", "soft"}
-    ks, mean, sd = gains["soft"]
+    ks, _, sd = gains["soft"]
     assert ks[-1] == 8 and sd[-1] == pytest.approx(1.0)      # the seed std of the synthetic runs
     plt.close(fig)
 
