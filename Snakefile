@@ -5,6 +5,7 @@
 #   snakemake --configfile config/presets/llama3b_gsm8k.yaml \
 #       --workflow-profile profiles/slurm -j 20    a paper setup on a SLURM GPU cluster
 #   snakemake --report results/report.html         the HTML report with captions
+#   snakemake --cores all docs                     docs/results.md: findings, tables, figures of this run
 #
 # DAG: data -> (toy: pretrain the base) -> train {hard,soft,fuzzy} x seeds -> export -> evaluate (six
 # inference settings, pass@k) -> out-of-domain -> tables, figures, report.
@@ -17,6 +18,9 @@ min_version("9.10")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/base.smk"
@@ -27,6 +31,7 @@ include: "workflow/rules/ood.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/study.smk"
+include: "workflow/rules/docs.smk"
 
 
 rule all:

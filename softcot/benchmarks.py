@@ -19,7 +19,8 @@ Where the rows come from: with ``path`` (CLI ``--path``, config key ``path:``), 
 (.jsonl/.json/.parquet/.csv) or a folder; either the hub's column layout or the layout of the files in
 ../shared/data (see its PROVENANCE.md) is accepted. A folder resolves to the files of the requested split
 (``gsm8k/`` + split test -> ``test.jsonl``; ``mmlu/`` -> the 57 ``test/*_test.csv``; a hub snapshot
-``mmlu/all/test-00000-of-00001.parquet``). Without ``path``, ``datasets.load_dataset`` reads the hub.
+``mmlu/all/test-00000-of-00001.parquet``). Without ``path``, ``datasets.load_dataset`` reads the hub, at
+``revision`` (CLI ``--revision``, config key ``revision:``) when one is given.
 gsm_symbolic and champ are generated / packaged offline (reasoning_gym, champ_dataset).
 
 A malformed row raises ``softcot.io.DataError`` naming the file (or hub id), the 1-based row, the
@@ -384,13 +385,14 @@ def _local_hint(name: str) -> str:
     return f"; e.g. --path ../shared/data/{_SHARED_DIRS[name]}" if name in _SHARED_DIRS else ""
 
 
-def _hub_rows(spec: BenchmarkSpec, split: str) -> Iterator[tuple[str, int, dict]]:
+def _hub_rows(spec: BenchmarkSpec, split: str, revision: str | None = None) -> Iterator[tuple[str, int, dict]]:
     import datasets  # slow import; only when the hub is actually used
 
     for config in spec.hub_configs or (spec.config,):
-        origin = f"hub {spec.hub_id}" + (f" [{config}]" if config else "") + f" split {split}"
+        origin = (f"hub {spec.hub_id}" + (f"@{revision}" if revision else "") + (f" [{config}]" if config else "")
+                  + f" split {split}")
         try:
-            ds = datasets.load_dataset(spec.hub_id, config, split=split)
+            ds = datasets.load_dataset(spec.hub_id, config, split=split, revision=revision)
         except Exception as e:  # offline, unknown split, gated repo...: all end in the same advice
             raise DataError(
                 f"could not load {spec.name} from the Hugging Face Hub ({origin}): {type(e).__name__}: {e}. "
@@ -426,13 +428,14 @@ def _generated_rows(spec: BenchmarkSpec, limit: int | None, seed: int) -> Iterat
 
 
 def load_benchmark(name: str, path: str | None = None, *, split: str | None = None, limit: int | None = None,
-                   on_bad_row: str = "error", seed: int = 0) -> Records:
+                   on_bad_row: str = "error", seed: int = 0, revision: str | None = None) -> Records:
     """Load benchmark `name` as normalised records (see the module docstring).
 
     path: a local file or folder (else the hub, or the offline generator); split: default the spec's;
     limit: the first N rows after filtering (gsm_symbolic: also the generated size); on_bad_row: "error"
     raises DataError on a malformed row, "skip" leaves it out and records it in ``Records.skipped``;
-    seed: the generation seed of gsm_symbolic.
+    seed: the generation seed of gsm_symbolic; revision: the hub's git revision (a branch, tag or commit
+    hash; pin a commit for a reproducible download), ignored for local and generated data.
     """
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; choose one of: {', '.join(BENCHMARKS)}")
@@ -447,7 +450,7 @@ def load_benchmark(name: str, path: str | None = None, *, split: str | None = No
     elif spec.hub_id is None:
         rows = _generated_rows(spec, limit, seed)
     else:
-        rows = _hub_rows(spec, split)
+        rows = _hub_rows(spec, split, revision)
     parse, keep = _PARSERS[name], _FILTERS.get(name)
     out = Records()
     for index, (origin, n, row) in enumerate(rows):
@@ -499,10 +502,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--limit", type=int, help="keep the first N rows after filtering")
     parser.add_argument("--on-bad-row", choices=("error", "skip"), default="error")
     parser.add_argument("--seed", type=int, default=0, help="generation seed (gsm_symbolic)")
+    parser.add_argument("--revision", help="hub revision: branch, tag or commit hash (default: the hub's main)")
     parser.add_argument("--out", required=True, help="output JSONL file (written atomically)")
     args = parser.parse_args(argv)
     records = load_benchmark(args.benchmark, args.path, split=args.split, limit=args.limit,
-                             on_bad_row=args.on_bad_row, seed=args.seed)
+                             on_bad_row=args.on_bad_row, seed=args.seed, revision=args.revision)
     write_jsonl(args.out, records)
     print(f"{args.benchmark}: wrote {len(records)} rows to {args.out}; skipped {len(records.skipped)} malformed rows")
     for origin, n, reason in records.skipped[:20]:

@@ -12,6 +12,7 @@
     softcot validate-config --kind train|eval FILE [key=value ...]    check a config without running it
     softcot plan      --config FILE [key=value ...]     per-GPU memory of a training config (DDP or FSDP)
     softcot tables / figures                            the paper's tables and figures from results/
+    softcot docs      --results DIR --out FILE          docs/results.md: findings, tables, figures of one experiment
 
 Every sub-command prints its own --help. A bad config value or input row ends any sub-command with one
 line on stderr naming the file, key or row, and exit code 2.
@@ -37,6 +38,7 @@ COMMANDS = {
     "pretrain": "softcot.pretrain",
     "tables": "softcot.tables",
     "figures": "softcot.figures",
+    "docs": "softcot.docs",
     "diagnose": "softcot.diagnose",
     "validate-config": "softcot.cli",
     "plan": "softcot.plan",

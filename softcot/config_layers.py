@@ -7,7 +7,9 @@ base (`extends: ../paper_base.yaml`, a path relative to the overlay) and holds o
     the Snakefile's configfile (config.yaml) < for each --configfile: its extends chain, then the file < --config
 
 with Snakemake's own nested merge (mappings merge, everything else, lists included, is replaced). The
-`extends` key is consumed: the resolved config does not hold it. Torch-free; imports only PyYAML and softcot.config.
+`extends` key is consumed: the resolved config does not hold it. `--config` values are typed as a config file
+types them (`yaml_scalars`), so that a bad value gets the same message from either. Torch-free; imports only
+PyYAML and softcot.config.
 """
 from __future__ import annotations
 
@@ -44,6 +46,27 @@ def _update(config, over: Mapping):
     return config
 
 
+def yaml_scalars(value):
+    """A --config value with its scalars typed as in a config file. Snakemake reads a nested --config value
+    (`train={settings: {steps: 0}}`) with YAML's base loader, which leaves every scalar a string ('0', 'true',
+    'null'), while a config file's plain scalars are numbers, booleans and nulls. Each string that YAML reads as
+    one of those becomes it (with the implicit types of the loader Snakemake uses for files, so `1e-5` stays a
+    string in both); any other string is kept as it is. Quotes are gone by then: `'0'` also becomes 0."""
+    import yaml
+    if isinstance(value, Mapping):
+        return {k: yaml_scalars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [yaml_scalars(v) for v in value]
+    if isinstance(value, str) and value.strip():
+        try:
+            typed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if typed is None or isinstance(typed, (bool, int, float)):
+            return typed
+    return value
+
+
 def _yaml_load(path: Path) -> dict:
     import yaml
     with open(path, encoding="utf-8") as f:
@@ -76,12 +99,13 @@ def load(path: str | PathLike, loader: Callable[[Path], dict] = _yaml_load, _cha
 def resolve(defaults: list, configfiles: list, overrides: Mapping,
             loader: Callable[[Path], dict] = _yaml_load) -> dict:
     """The workflow config from the Snakefile's own config files, the --configfile files (in order) and the
-    --config values. The steps are Snakemake's own (it starts from the command line's layers, merges each
+    --config values (typed by `yaml_scalars`). The steps are Snakemake's own (it starts from the command line's layers, merges each
     Snakefile config file in and the command line's layers on top again), so that the keys come in the same
     order too: lists built by iterating a mapping, such as the study's levers, keep their order."""
     if EXTENDS in overrides:
         raise ConfigLayerError(f"--config {EXTENDS}=...: not supported; put `{EXTENDS}:` in a config file "
                                f"given with --configfile")
+    overrides = yaml_scalars(overrides)
     command_line: dict = {}
     for path in configfiles:
         command_line = merge(command_line, load(path, loader))

@@ -48,6 +48,7 @@ from softcot.modeling import load_model
 from softcot.passk import pass_at_k_curve
 from softcot.progress import Progress
 from softcot.prompt import build_prompt, resolve_template
+from softcot.provenance import provenance
 from softcot.rewards import CORRECT, call_reward, extract_boxed, load_reward
 from softcot.rollout import rollout
 from softcot.schema import SETTINGS, CoTMode, EvalConfig, RolloutConfig, model_fields
@@ -270,7 +271,7 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path, model=None, tok=None, progres
                           "seconds": time.time() - t0})
         bar.close()
     procs.barrier()
-    summary = {"config": to_dict(cfg), "n_problems": len(recs), "settings": {}}
+    summary = {"config": to_dict(cfg), "n_problems": len(recs), "settings": {}, **provenance()}
     for setting in cfg.settings:
         sdir, n = out_dir / setting, cfg.n_for(setting)
         paths = [sdir / "shards" / f"{k:05d}.jsonl" for k in range(len(shards))]

@@ -35,7 +35,7 @@ def fmt(m: float, sd: float, n: int, scale: float = 100.0, digits: int = 1) -> s
 
 
 def load_eval(paths: list[str | Path]) -> dict:
-    """{(method, dataset, setting): [summary dicts over seeds]}"""
+    """{(method, dataset, setting): [summary dicts over seeds]}; each dict also names its "model"."""
     out = defaultdict(list)
     for p in map(Path, paths):
         if p.name != "summary.json":
@@ -43,7 +43,7 @@ def load_eval(paths: list[str | Path]) -> dict:
         dataset, model = p.parent.name, p.parent.parent.name
         s = json.loads(p.read_text())
         for setting, v in s["settings"].items():
-            out[(method_of(model), dataset, setting)].append(v)
+            out[(method_of(model), dataset, setting)].append({**v, "model": model})
     return out
 
 
@@ -72,11 +72,11 @@ def load_training(dirs: list[str | Path]) -> dict:
 
 
 def load_ood(paths: list[str | Path]) -> dict:
-    """{(method, bench): [{"acc", "acc_norm", "nll"} over seeds]}"""
+    """{(method, bench): [{"acc", "acc_norm", "nll", "model"} over seeds]}"""
     out = defaultdict(list)
     for p in map(Path, paths):
         s = json.loads(p.read_text())
         for name, m in s["models"].items():
             for bench, v in m["benchmarks"].items():
-                out[(method_of(p.stem), bench)].append(v)
+                out[(method_of(p.stem), bench)].append({**v, "model": p.stem})
     return out

@@ -47,6 +47,7 @@ from softcot.modeling import load_model, synced_clock
 from softcot.optim import make_optimizer
 from softcot.progress import Progress
 from softcot.prompt import build_prompt
+from softcot.provenance import provenance
 from softcot.rewards import CORRECT, call_reward, load_reward
 from softcot.rollout import Rollout, rollout
 from softcot.schema import DataConfig, OptimConfig, TrainConfig  # noqa: F401  (re-exported)
@@ -330,7 +331,7 @@ def _finish(run: _Run) -> dict:
     acc.wait_for_everyone()
     summary = {"best_step": run.best["step"], "best_val_greedy_pass1": run.best["score"], "steps": cfg.steps,
                "skipped_train_rows": len(run.train_recs.skipped), "processes": acc.num_processes,
-               "mode": asdict(cfg.mode), "seed": cfg.seed, "softcot_version": __version__}
+               "mode": asdict(cfg.mode), "seed": cfg.seed, "softcot_version": __version__, **provenance()}
     state = hf_state_dict(acc, run.scorer) if not (ckdir / "best").exists() else None   # collective (FSDP)
     if acc.is_main_process:
         with atomic_dir(cfg.output_dir) as tmp:

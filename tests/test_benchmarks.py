@@ -208,6 +208,27 @@ def test_offline_hub_error_names_the_fix(monkeypatch, tmp_path):
     assert "openai/gsm8k" in msg and "--path" in msg and "path:" in msg and "HF_HUB_OFFLINE" in msg
 
 
+def test_hub_revision_reaches_load_dataset(monkeypatch, capsys, tmp_path):
+    """`revision` (CLI --revision, config data.sets.<name>.revision) pins the hub download; every configuration
+    of a multi-config benchmark is read at that revision."""
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    def fake(hub_id, config, split, revision=None):
+        calls.append((hub_id, config, split, revision))
+        if hub_id == "openai/gsm8k":
+            return [{"question": "1+1?", "answer": "one and one #### 2"}]
+        return [{"problem": "1+1?", "solution": "\\boxed{2}", "answer": "2"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    rows = load_benchmark("math", split="test", revision="0123abc")
+    assert len(rows) == len(BENCHMARKS["math"].hub_configs)
+    assert {c[3] for c in calls} == {"0123abc"} and {c[0] for c in calls} == {"EleutherAI/hendrycks_math"}
+    calls.clear()
+    assert main(["--benchmark", "gsm8k", "--revision", "v1", "--out", str(tmp_path / "g.jsonl")]) == 0
+    assert calls == [("openai/gsm8k", "main", "test", "v1")] and "hub openai/gsm8k" not in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------------
 # Offline generators
 

@@ -97,6 +97,22 @@ def test_extends_is_not_a_command_line_value(tmp_path):
         resolve([], [], {"extends": "x.yaml"})
 
 
+def test_config_values_are_typed_as_in_a_config_file(tmp_path):
+    """Snakemake hands a nested --config value over with every scalar a string; resolve() types them as
+    Snakemake's own loader types the same YAML in a config file."""
+    from snakemake.cli import parse_config
+    from snakemake.common.configfile import load_configfile
+    text = ("{settings: {rollout: {max_cot_tokens: 0}, steps: 12, optim: {lr: 1e-5, warmup_steps: 2.5}, "
+            "shuffle_advantages: true, data: {prompt_template: 'Q: {question}', val: null}, tags: [1, x]}}")
+    from_cli = resolve([], [], parse_config([f"train={text}"]))
+    from_file = resolve([], [write(tmp_path / "c.yaml", f"train: {text}\n")], {}, loader=load_configfile)
+    assert from_cli == from_file
+    s = from_cli["train"]["settings"]
+    assert s["rollout"]["max_cot_tokens"] == 0 and s["steps"] == 12 and s["shuffle_advantages"] is True
+    assert s["optim"] == {"lr": "1e-5", "warmup_steps": 2.5}                 # YAML 1.1 in both: `1e-5` is a string
+    assert s["data"] == {"prompt_template": "Q: {question}", "val": None} and s["tags"] == [1, "x"]
+
+
 # The five paper presets: what each one sets, then what they share (the paper's training settings).
 PAPER_PRESETS = {
     #                     train/val data  model                                lr      train CoT budget
@@ -127,16 +143,18 @@ def test_paper_preset_resolves_to_the_papers_settings(name):
     assert cfg["experiment"] == cfg["preset"] == name
     sets = cfg["data"]["sets"]
     assert cfg["data"]["source"] == "benchmarks"
-    assert sets["train"] == {"benchmark": bench, "split": "train"}
-    assert sets["val"] == {"benchmark": bench, "split": "train", "limit": 200}
+    rev = {"revision": "main"}                 # every hub download names its revision (pin a commit to freeze it)
+    assert sets["train"] == {"benchmark": bench, "split": "train", **rev}
+    assert sets["val"] == {"benchmark": bench, "split": "train", "limit": 200, **rev}
     assert cfg["data"]["test_sets"] == ["gsm8k", "math500", "olympiadbench"]
     assert cfg["data"]["ood_sets"] == ["hellaswag", "arc", "mmlu"]
     assert {k: sets[k] for k in ("gsm8k", "math500", "olympiadbench", "hellaswag", "arc", "mmlu")} == {
-        "gsm8k": {"benchmark": "gsm8k", "split": "test"}, "math500": {"benchmark": "math500", "split": "test"},
-        "olympiadbench": {"benchmark": "olympiadbench", "split": "train"},
-        "hellaswag": {"benchmark": "hellaswag", "split": "validation"},
-        "arc": {"benchmark": "arc", "split": "test"}, "mmlu": {"benchmark": "mmlu", "split": "test"}}
-    assert cfg["base"]["model"] == {"name_or_path": model, "chat_template": False}
+        "gsm8k": {"benchmark": "gsm8k", "split": "test", **rev},
+        "math500": {"benchmark": "math500", "split": "test", **rev},
+        "olympiadbench": {"benchmark": "olympiadbench", "split": "train", **rev},
+        "hellaswag": {"benchmark": "hellaswag", "split": "validation", **rev},
+        "arc": {"benchmark": "arc", "split": "test", **rev}, "mmlu": {"benchmark": "mmlu", "split": "test", **rev}}
+    assert cfg["base"]["model"] == {"name_or_path": model, "chat_template": False, **rev}
     assert cfg["train"]["modes"] == ["hard", "soft", "fuzzy"] and cfg["train"]["seeds"] == [0, 1, 2]
     assert cfg["train"]["settings"] == {
         "steps": 4000, "prompts_per_step": 2, "group_size": 32, "rollout_batch": 64, "micro_batch": 4,

@@ -76,7 +76,7 @@ def test_cli_writes_snr_and_diversity(tmp_path, capsys):
         assert set(r["diversity"]) == {"cot_noise", "answer_sampling", "both"}
     assert "snr" in capsys.readouterr().out
     from softcot.tables import diversity_table, snr_table
-    assert [r[0] for r in snr_table(str(out))[1]] == ["hard", "soft"]
-    rows = diversity_table(str(out))[1]
+    assert [r[0] for r in snr_table(str(out)).rows] == ["hard", "soft"]
+    rows = diversity_table(str(out)).rows
     assert sorted((r[0], r[1]) for r in rows) == sorted((m, c) for m in ("hard", "soft")
                                                         for c in ("cot_noise", "answer_sampling", "both"))

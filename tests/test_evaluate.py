@@ -85,6 +85,8 @@ def test_all_six_settings(evaluated):
     assert any(0 < r["n_correct"] < 4 for r in hs)
     assert summary["settings"]["hard_sample"]["pass_at_k"]["4"] > summary["settings"]["hard_sample"]["pass1"]
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    from softcot.provenance import provenance
+    assert summary["code_commit"] == provenance()["code_commit"]            # which code made these numbers
 
 
 def test_resume_is_byte_identical(evaluated, tmp_path):

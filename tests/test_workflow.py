@@ -22,8 +22,8 @@ TARGETS = ["all", "table1", "table2", "table3_5", "table6", "table8", "fig2", "f
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
 
 
-def smk(*args, cwd=ROOT, timeout=600):
-    p = subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def smk(*args, cwd=ROOT, timeout=600, env=None):
+    p = subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     return p.returncode, p.stdout + p.stderr
 
 
@@ -42,12 +42,16 @@ class Job:
     output: list
     shell: str | None
 
-    def commands(self) -> list[list[str]]:
-        """The shell command as argument lists, one per `&&` part, each without its output redirection."""
+    def commands(self, with_env: bool = False) -> list[list[str]]:
+        """The shell command as argument lists, one per `&&` part, each without its output redirection and
+        (unless with_env) without leading VAR=value assignments."""
         parts, cur = [], []
         for token in [*shlex.split(self.shell or ""), "&&"]:
             if token == "&&":
-                parts.append(cur[:cur.index(">")] if ">" in cur else cur)
+                cur = cur[:cur.index(">")] if ">" in cur else cur
+                while cur and not with_env and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", cur[0]):
+                    cur = cur[1:]
+                parts.append(cur)
                 cur = []
             else:
                 cur.append(token)
@@ -57,6 +61,12 @@ class Job:
     def argv(self) -> list[str]:
         """The last command (the one that does the job's work)."""
         return self.commands()[-1]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The VAR=value assignments that prefix the last command."""
+        full = self.commands(with_env=True)[-1]
+        return dict(a.split("=", 1) for a in full[:len(full) - len(self.argv)])
 
 
 def parse_jobs(out: str) -> list[Job]:
@@ -156,11 +166,14 @@ def test_default_grid_plans_every_mode_and_seed():
     for j in jobs:
         stats[j.rule] = stats.get(j.rule, 0) + 1
     assert stats["train"] == runs and stats["export"] == runs and stats["pretrain_base"] == 1
-    assert stats["evaluate"] == (runs + 1) * len(sets) and stats["ood"] == runs + 1
+    # resources.evaluate.per_model: one job per model runs every test set and the out-of-domain checks
+    assert stats["evaluate_model"] == runs + 1 and "evaluate" not in stats and "ood" not in stats
     threads = DEFAULT["resources"]["train"]["threads"]
     for m in modes:
         for s in seeds:
-            argv = only(jobs, "train", variant=m, seed=s).argv
+            job = only(jobs, "train", variant=m, seed=s)
+            argv = job.argv
+            assert job.env == {"SOFTCOT_STRATEGY": "ddp"}                                # launch.sh: DDP if GPUs
             assert train_overrides(argv) == [f"mode.kind={m}", f"seed={s}"]
             assert argv[2] == "0" and argv[5] == "results/toy/configs/train.yaml"          # launch.sh GPUs: none
             assert argv[6 + len(train_overrides(argv)):] == [
@@ -168,20 +181,18 @@ def test_default_grid_plans_every_mode_and_seed():
                 "data.val=results/toy/data/val.jsonl", f"output_dir=results/toy/train/{m}/seed{s}",
                 f"ckpt_dir=checkpoints/toy/train/{m}/seed{s}", f"threads={threads}"]
             assert only(jobs, "export", variant=m, seed=s).argv == [
-                "softcot", "export", "--run", f"results/toy/train/{m}/seed{s}",
+                "softcot", "export", "--run", f"results/toy/train/{m}/seed{s}", "--eval",
+                *[f"results/toy/eval/{m}_seed{s}/{d}/summary.json" for d in sets],
                 "--out", f"results/toy/export/{m}/seed{s}"]
     for model in grid():
         path = "results/toy/base" if model == "base" else f"results/toy/train/{model.replace('_seed', '/seed')}/model"
-        for d in sets:
-            assert only(jobs, "evaluate", model=model, dataset=d).argv == [
-                "softcot", "evaluate", "--config", "results/toy/configs/eval.yaml", f"model.name_or_path={path}",
-                f"data=results/toy/data/{d}.jsonl", f"threads={DEFAULT['resources']['evaluate']['threads']}",
-                "--out", f"results/toy/eval/{model}/{d}", "--no-progress", "--restart-on-change"]
-        assert only(jobs, "ood", model=model).argv == [
-            "softcot", "ood", "--model", f"{model}={path}", "--data", "ood=results/toy/data/ood.jsonl",
-            "--limit", str(DEFAULT["ood"]["limit"]), "--batch-size", str(DEFAULT["ood"]["batch_size"]),
-            "--threads", str(DEFAULT["resources"]["evaluate"]["threads"]), "--out", f"results/toy/ood/{model}.json",
-            "--no-progress"]
+        assert only(jobs, "evaluate_model", model=model).argv == [
+            "softcot", "evaluate", "--config", "results/toy/configs/eval.yaml", f"model.name_or_path={path}",
+            f"threads={DEFAULT['resources']['evaluate']['threads']}",
+            *[a for d in sets for a in ("--data", f"results/toy/data/{d}.jsonl", "--out", f"results/toy/eval/{model}/{d}")],
+            "--restart-on-change", "--ood-data", "ood=results/toy/data/ood.jsonl", "--ood-name", model,
+            "--ood-limit", str(DEFAULT["ood"]["limit"]), "--ood-batch-size", str(DEFAULT["ood"]["batch_size"]),
+            "--ood-out", f"results/toy/ood/{model}.json"]
     writer = ["python", "workflow/scripts/write_yaml.py"]
     toy, pretrain = only(jobs, "toy_data").commands(), only(jobs, "pretrain_base").commands()
     assert toy[0][:3] == writer + ["results/toy/data/toy_config.yaml"]
@@ -273,7 +284,7 @@ def test_presets_dry_run(preset):
         argv = only(jobs, "prepare_benchmark", dataset=name).argv
         assert argv[:4] == ["softcot", "prepare-data", "--benchmark", spec["benchmark"]]
         assert values(argv, "--out") == [f"{res}/data/{name}.jsonl"]
-        for key in ("split", "path", "limit", "seed"):
+        for key in ("split", "path", "limit", "seed", "revision"):
             if spec.get(key) is None:
                 assert f"--{key}" not in argv
             else:
@@ -390,6 +401,18 @@ def test_bad_config_is_rejected_before_any_job_naming_the_key(tmp_path, text, ke
     assert key in out, out[-2000:]
 
 
+def test_a_bad_config_override_gets_the_config_files_message(tmp_path):
+    """--config values arrive as strings; the workflow types them as a config file would, so the same bad value
+    fails with the same message either way."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  settings:\n    rollout: {max_cot_tokens: 0}\n")
+    expected = "config key train.settings.rollout.max_cot_tokens: got 0; must be >= 1"
+    rc, out = smk("-n", "--cores", "1", "--configfile", str(bad))
+    assert rc != 0 and expected in out, out[-2000:]
+    rc, out = smk("-n", "--cores", "1", "--config", "train={settings: {rollout: {max_cot_tokens: 0}}}")
+    assert rc != 0 and expected in out, out[-2000:]
+
+
 def test_lint_passes():
     rc, out = smk("--lint")
     assert rc == 0, out[-3000:]
@@ -397,12 +420,14 @@ def test_lint_passes():
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """A copy of the repo's workflow files, run whole on config/ci.yaml."""
+    """A copy of the repo's workflow files, run whole on config/ci.yaml, in processes that cannot import the
+    real-model extras (the embedded default needs none of them)."""
+    from tests import without_real_extras
     work = tmp_path_factory.mktemp("wf")
     for name in ("Snakefile", "config.yaml", "workflow", "config", "profiles", "envs"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
-    rc, out = smk("--cores", "2", "--configfile", "config/ci.yaml", cwd=work, timeout=1500)
+    rc, out = smk("--cores", "2", "--configfile", "config/ci.yaml", cwd=work, timeout=1500, env=without_real_extras.env())
     assert rc == 0, out[-5000:]
     return work
 
@@ -417,6 +442,19 @@ def test_smoke_run_leaves_every_table_figure_and_export(smoke):
         assert (res / "export" / mode / "seed0" / "model.safetensors").exists()
         assert (res / "export" / mode / "seed0" / "README.md").exists()
     assert "no finetune" in (res / "tables" / "table1.md").read_text()
+
+
+def test_docs_target_writes_the_results_document(smoke):
+    """`snakemake docs` after a run: docs/results.md with the findings, the tables and the figures beside it."""
+    rc, out = smk("docs", "--cores", "2", "--configfile", "config/ci.yaml", cwd=smoke)
+    assert rc == 0, out[-3000:]
+    assert planned(out) == {"docs": 1}
+    text = (smoke / "docs" / "results.md").read_text()
+    assert text.startswith("# Results: experiment `ci`") and "## The paper's findings, tested on this run" in text
+    assert "#### Table 1 - hard inference" in text and "greedy pass@1 under hard inference (%) moves from" in text
+    for f in ("fig2", "fig3", "fig4"):
+        assert (smoke / "docs" / "figures" / f"{f}.png").read_bytes() == (
+            smoke / "results" / "ci" / "figures" / f"{f}.png").read_bytes()
 
 
 COMPARED = ("tables/*.csv", "tables/*.md", "train/*/seed*/metrics.jsonl", "train/*/seed*/val.jsonl",

@@ -1,8 +1,10 @@
-"""Shell safety of the workflow and the library: every config value that reaches a shell command in
-workflow/rules is quoted, and the library never builds a shell string."""
+"""Shell safety and form of the workflow and the library: every config value that reaches a shell command in
+workflow/rules is quoted, the library never builds a shell string, and the rule files are snakefmt-clean."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -28,3 +30,11 @@ def test_no_shell_strings_built_from_config():
     for path in files:
         text = path.read_text()
         assert "shell=True" not in text and "os.system(" not in text, path
+
+
+def test_rule_files_are_snakefmt_clean():
+    """`snakefmt --check` with the settings of pyproject.toml ([tool.snakefmt]); fix with `snakefmt Snakefile workflow`.
+    snakefmt is pinned in the test extra (pip install -e '.[test]')."""
+    p = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "--diff", "Snakefile", "workflow"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, "run `snakefmt Snakefile workflow`:\n" + (p.stdout + p.stderr)[-4000:]

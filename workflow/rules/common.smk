@@ -17,7 +17,7 @@ def _resolve_config_layers():
     lies beneath that file: config.yaml < base < overlay < later --configfile < --config. Snakemake itself
     knows no such key. The dict is updated in place: Snakemake and every helper hold this same object."""
     cli_files = list(workflow.overwrite_configfiles)
-    own_files = [] if workflow.config_settings.replace_workflow_config else workflow.configfiles[len(cli_files):]
+    own_files = [] if workflow.config_settings.replace_workflow_config else workflow.configfiles[len(cli_files) :]
     layered = resolve(own_files, cli_files, workflow.config_settings.config, loader=load_configfile)
     config.clear()
     config.update(layered)
@@ -37,13 +37,16 @@ RES = f"results/{EXP}"
 CKPT = f"checkpoints/{EXP}"
 LOGS = f"logs/{EXP}"
 BENCH = f"benchmarks/{EXP}"
-TOY_SPLITS = ["pretrain", "train", "val", "test", "test_hard", "ood", "ood_train"]   # softcot.toy.SPLITS
+TOY_SPLITS = ["pretrain", "train", "val", "test", "test_hard", "ood", "ood_train"]  # softcot.toy.SPLITS
 MODES = config["train"]["modes"]
 SEEDS = config["train"]["seeds"]
 SETTINGS = config["eval"]["settings"]
 TEST_SETS = config["data"]["test_sets"]
 OOD_SETS = config["data"]["ood_sets"]
 ENV = "../../envs/softcot.yaml"
+# envs/softcot.yaml installs the package from ${SOFTCOT_ROOT}: the repository that holds this workflow, as an
+# absolute path, because Snakemake builds the environment from a copy of the file in another folder.
+os.environ.setdefault("SOFTCOT_ROOT", str(Path(workflow.basedir).resolve()))
 
 
 # Arguments of the commands that read evaluations: the figures' test sets; the tables' (and the study's) also
@@ -95,8 +98,8 @@ def variant_overrides(variant):
     elif v.lever:
         levers = config["study"]["levers"]
         if v.lever not in levers:
-            raise ValueError(f"variant {variant!r}: config study.levers has no lever {v.lever!r}; "
-                             f"configured: {sorted(levers)}")
+            known = sorted(levers)
+            raise ValueError(f"variant {variant!r}: config study.levers has no lever {v.lever!r}; configured: {known}")
         out += [shlex.quote(f"{k}={json.dumps(val)}") for k, val in flatten(levers[v.lever])]
     return out
 
@@ -133,8 +136,9 @@ def study_variants():
 
 def study_models():
     nulls, levers = study_variants()
-    return ([runs.model_name(v, s) for v in nulls for s in SEEDS]
-            + [runs.model_name(v, s) for v in levers for s in config["study"]["seeds"]])
+    return [runs.model_name(v, s) for v in nulls for s in SEEDS] + [
+        runs.model_name(v, s) for v in levers for s in config["study"]["seeds"]
+    ]
 
 
 def grid_models():
@@ -163,8 +167,14 @@ def benchmark_args(dataset):
     if spec is None:
         raise ValueError(f"data.sets has no entry {dataset!r}; configured: {sorted(config['data']['sets'])}")
     args = ["--benchmark", spec["benchmark"]]
-    for key, flag in (("split", "--split"), ("path", "--path"), ("limit", "--limit"), ("seed", "--seed"),
-                      ("on_bad_row", "--on-bad-row")):
+    for key, flag in (
+        ("split", "--split"),
+        ("path", "--path"),
+        ("limit", "--limit"),
+        ("seed", "--seed"),
+        ("on_bad_row", "--on-bad-row"),
+        ("revision", "--revision"),
+    ):
         if spec.get(key) is not None:
             args += [flag, str(spec[key])]
     return shlex.join(args)
@@ -183,3 +193,18 @@ def figure_style(name):
     """The `figures` section for one figure: shared settings, then that figure's own overrides."""
     shared = {k: v for k, v in config["figures"].items() if not k.startswith("fig")}
     return json.dumps({**shared, **config["figures"].get(name, {})}, sort_keys=True)
+
+
+def docs_extras():
+    """Optional results docs/results.md reads when they exist (ablation tables, study/, estimators/)."""
+    from softcot.docs import extra_inputs
+
+    return extra_inputs(RES)
+
+
+def docs_figures():
+    """The figure copies docs/results.md shows: the default figures and every optional one present."""
+    from softcot.docs import figure_copies
+
+    names = {f"{f}.png" for f in ("fig2", "fig3", "fig4")} | set(figure_copies(RES).values())
+    return [f"docs/figures/{n}" for n in sorted(names)]

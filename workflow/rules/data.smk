@@ -20,7 +20,6 @@ if is_toy():
             "python workflow/scripts/write_yaml.py {output.cfg:q} {params.toy:q} && "
             "softcot toy-data --config {output.cfg:q} --out {params.out:q} > {log:q} 2>&1"
 
-
 else:
 
     rule prepare_benchmark:

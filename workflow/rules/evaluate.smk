@@ -32,8 +32,11 @@ if res("evaluate", "per_model", False):
             ood=f"{RES}/ood/{{model}}.json",
         params:
             model=lambda wc: model_path(wc.model),
-            sets=lambda wc: shlex.join(a for d in TEST_SETS for a in ("--data", f"{RES}/data/{d}.jsonl", "--out",
-                                                                      f"{RES}/eval/{wc.model}/{d}")),
+            sets=lambda wc: shlex.join(
+                a
+                for d in TEST_SETS
+                for a in ("--data", f"{RES}/data/{d}.jsonl", "--out", f"{RES}/eval/{wc.model}/{d}")
+            ),
             ood=lambda wc: shlex.join(a for d in OOD_SETS for a in ("--ood-data", f"{d}={RES}/data/{d}.jsonl")),
             limit=config["ood"]["limit"],
             batch=config["ood"]["batch_size"],
@@ -54,7 +57,6 @@ if res("evaluate", "per_model", False):
             "softcot evaluate --config {input.cfg:q} model.name_or_path={params.model:q} threads={threads} "
             "{params.sets} --restart-on-change {params.ood} --ood-name {wildcards.model} "
             "--ood-limit {params.limit:q} --ood-batch-size {params.batch:q} --ood-out {output.ood:q} > {log:q} 2>&1"
-
 
 else:
 

@@ -1,9 +1,11 @@
-# Export each trained run as a standard Hugging Face checkpoint ("train soft, deploy hard").
+# Export each trained run as a standard Hugging Face checkpoint ("train soft, deploy hard"); its model card carries
+# the run's evaluation results (the summaries of that model on every test set).
 
 
 rule export:
     input:
-        f"{RES}/train/{{variant}}/seed{{seed}}",
+        run=f"{RES}/train/{{variant}}/seed{{seed}}",
+        evals=lambda wc: eval_inputs([runs.model_name(wc.variant, wc.seed)]),
     output:
         directory(f"{RES}/export/{{variant}}/seed{{seed}}"),
     log:
@@ -11,4 +13,4 @@ rule export:
     conda:
         ENV
     shell:
-        "softcot export --run {input:q} --out {output:q} > {log:q} 2>&1"
+        "softcot export --run {input.run:q} --eval {input.evals:q} --out {output:q} > {log:q} 2>&1"

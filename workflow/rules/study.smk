@@ -46,8 +46,9 @@ rule study:
         snr=f"{RES}/study/snr.json",
         curves=f"{RES}/study/study_curves.png",
     output:
-        md=report(f"{RES}/study/study.md", caption="../report/study.rst", category="Study"),
+        md=f"{RES}/study/study.md",
         csv=f"{RES}/study/study.csv",
+        html=report(f"{RES}/study/study.html", caption="../report/study.rst", category="Study"),
     params:
         args=TABLE_ENV_ARGS,
         out=lambda wc, output: output.md[: -len(".md")],
