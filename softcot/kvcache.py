@@ -16,13 +16,53 @@ bench/bench_compact.py counts them). It saves a quarter to a third of a 256-512-
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
-from transformers import DynamicCache
+from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from softcot.modeling import cache_kwarg, decoder_of, lm_logits
 
 COMPACT_AT = 0.8      # compaction: reorder once the live rows are at most this fraction of the computed ones
+DECODE_ATTENTION = "softcot_decode"
+
+
+def decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """Attention of one new slot per row over the cache, as two matmuls around a masked softmax.
+
+    On the CPU, PyTorch's SDPA takes its slow general path for a single query with a boolean mask (about twice
+    the time of this, measured in docs/performance.md); anything else (several queries, no mask) goes to
+    transformers' own SDPA function unchanged. Equal to SDPA up to float rounding."""
+    if query.shape[2] != 1 or attention_mask is None or attention_mask.dtype != torch.bool or dropout:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    n_rep = query.shape[1] // key.shape[1]
+    if n_rep > 1:                                       # grouped-query attention: kv head h serves n_rep heads
+        key, value = key.repeat_interleave(n_rep, 1), value.repeat_interleave(n_rep, 1)
+    scores = torch.matmul(query, key.transpose(-1, -2)) * (scaling if scaling is not None else query.shape[-1] ** -0.5)
+    probs = torch.softmax(scores.masked_fill(~attention_mask, float("-inf")), dim=-1)
+    return torch.matmul(probs.to(value.dtype), value).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(DECODE_ATTENTION, decode_attention)
+AttentionMaskInterface.register(DECODE_ATTENTION, sdpa_mask)
+
+
+@contextlib.contextmanager
+def _decode_attention(model):
+    """Use `decode_attention` for the rollout's forwards of an SDPA model on the CPU; restore it after."""
+    config = model.config
+    if model.device.type != "cpu" or config._attn_implementation != "sdpa":
+        yield
+        return
+    config._attn_implementation = DECODE_ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation = "sdpa"
 
 
 class GrowLayer(DynamicLayer):
@@ -110,8 +150,9 @@ class Decoder:
         else:
             self.mask = attn = torch.cat([self.mask, new_mask], dim=1)
         self.filled += n
-        out = self.body(inputs_embeds=embeds, attention_mask=attn, position_ids=new_pos, use_cache=True,
-                        **{self.cache_key: self.cache})
+        with _decode_attention(self.model):
+            out = self.body(inputs_embeds=embeds, attention_mask=attn, position_ids=new_pos, use_cache=True,
+                            **{self.cache_key: self.cache})
         return lm_logits(self.model, out.last_hidden_state[:, -1])
 
     def step(self, emb: torch.Tensor, new_mask: torch.Tensor, new_pos: torch.Tensor, logits: torch.Tensor,
