@@ -27,6 +27,9 @@ VARIANTS = {
     "soft-tau1e+16": Variant("soft", "tau1e+16"),
     "soft-leverB16": Variant("soft", "leverB16"),
     "fuzzy-leverslow": Variant("fuzzy", "leverslow"),
+    "multiplex": Variant("multiplex"),
+    "gumbel-null": Variant("gumbel", "null"),
+    "multiplex-tau0.5": Variant("multiplex", "tau0.5"),
 }
 BAD_VARIANTS = ["", "warm", "Soft", "soft-", "soft-nul", "soft-null-null", "soft-gamma", "soft-gamma-1",
                 "soft-gamma1..0", "soft-tauabc", "soft-lever", "soft-lever_x", "soft_seed0", "base", "soft null"]

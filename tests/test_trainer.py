@@ -22,7 +22,7 @@ def rewards_of(out: Path) -> list[float]:
     return [json.loads(l)["reward_mean"] for l in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("kind", ["hard", "soft", "fuzzy"])
+@pytest.mark.parametrize("kind", ["hard", "soft", "fuzzy", "multiplex", "gumbel"])
 def test_training_raises_the_reward_on_a_toy_task(train_base, tmp_path, kind):
     """The reward reads the sampled answer, which depends on the CoT inputs; a null control stays flat."""
     train(tiny_train_cfg(train_base, tmp_path / "rl", kind), reward_fn=parity_reward)
