@@ -1,5 +1,5 @@
-"""Counter-based randomness against independent oracles: the Python reference hash, uniformity, the normal
-distribution's moments, the categorical frequencies, and independence from how rows are batched."""
+"""Counter-based randomness against independent oracles: the Python reference hash, uniformity, the normal and
+Gumbel distributions, the categorical frequencies and lanes, and independence from how rows are batched."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,8 @@ import random
 import pytest
 import torch
 
-from softcot.rng import STREAM_COT, STREAM_NOISE, categorical, combine, hash32, normal, row_keys, uniform
+from softcot.rng import (STREAM_COT, STREAM_GUMBEL, STREAM_MULTIPLEX, STREAM_NOISE, categorical, combine, gumbel,
+                         hash32, inverse_cdf, normal, row_keys, uniform)
 
 
 def test_tensor_hash_equals_python_reference():
@@ -77,3 +78,26 @@ def test_categorical_matches_torch_distributions_log_probs(temperature):
     freq = torch.bincount(draws, minlength=6).double() / n
     ref = torch.distributions.Categorical(logits=logits / temperature).probs.double()
     torch.testing.assert_close(freq, ref, atol=0.015, rtol=0)
+
+
+def test_gumbels_follow_the_gumbel_distribution_and_the_rows_keys():
+    keys = row_keys(4, 1, torch.arange(3000), torch.zeros(3000, dtype=torch.long))
+    g = gumbel(keys, STREAM_GUMBEL, 2, 7, dtype=torch.float64)
+    assert g.shape == (3000, 7) and torch.equal(gumbel(keys[10:12], STREAM_GUMBEL, 2, 7, dtype=torch.float64), g[10:12])
+    x = g.flatten().sort().values
+    cdf = torch.distributions.Gumbel(0.0, 1.0).cdf(x)
+    n = x.numel()
+    ks = float(torch.maximum(torch.arange(1, n + 1) / n - cdf, cdf - torch.arange(n) / n).max())
+    assert ks < 1.63 / math.sqrt(n)                     # p = 0.01
+
+
+def test_inverse_cdf_lanes_reuse_the_single_draw_of_categorical():
+    """Lane j of inverse_cdf at the uniforms of categorical's stream gives categorical's token (multiplex draw 1
+    is hard mode's draw)."""
+    torch.manual_seed(1)
+    probs = torch.softmax(torch.randn(500, 11), -1)
+    keys = row_keys(3, 0, torch.arange(500), torch.zeros(500, dtype=torch.long))
+    u = torch.cat([uniform(keys, STREAM_COT, 4)[:, None], uniform(keys, STREAM_MULTIPLEX, 4, 2)], 1)
+    ids = inverse_cdf(probs, u)
+    assert ids.shape == (500, 3) and torch.equal(ids[:, 0], categorical(probs, keys, STREAM_COT, 4))
+    assert not torch.equal(ids[:, 1], ids[:, 0]) and not torch.equal(ids[:, 1], ids[:, 2])
