@@ -1,7 +1,7 @@
 """softcot.evaluate: the six settings end to end on a tiny trained checkpoint (tests.helpers.train_answerer),
 the new kinds' own settings, shards and byte-identical resume (in process and after a real kill -9), the
-trainer's greedy validation score, the CLI's config file / flags / overrides (its errors are in tests/test_cli.py), and (where installed)
-SmolLM2-135M-Instruct on real GSM8K.
+trainer's greedy validation score, the CLI's config file / flags / overrides (its errors are in
+tests/test_cli.py), and (where installed) SmolLM2-135M-Instruct on real GSM8K.
 
 The answerer answers every toy prompt with either " 3+4=7 The final answer is: \\boxed{7}" or
 " 3+5=8 ... \\boxed{8}" (about even odds), so sampled settings mix right and wrong answers and pass@k is not
