@@ -55,6 +55,8 @@ def combine(key, value):
     if isinstance(key, int) and isinstance(value, int):
         return hash32(key ^ hash32(value))
     key = torch.as_tensor(key, dtype=torch.int64)
+    if isinstance(value, int):          # a stream id or a position: hashed in Python, the same number, fewer ops
+        return _hash(key ^ hash32(value))
     value = torch.as_tensor(value, dtype=torch.int64, device=key.device)
     return _hash(key ^ _hash(value & MASK))
 
