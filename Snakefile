@@ -27,6 +27,7 @@ include: "workflow/rules/ood.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/study.smk"
+include: "workflow/rules/estimators.smk"
 
 
 rule all:
