@@ -15,6 +15,7 @@ uniform per row, step and draw).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
@@ -78,9 +79,15 @@ def row_keys(seed: int, step: int, prompt: torch.Tensor | list[int], sample: tor
 def uniform(keys: torch.Tensor, stream: int, t: int, lanes: int | None = None) -> torch.Tensor:
     """Uniforms in (0, 1), float64: (B,) for one lane, (B, lanes) for several (e.g. one per noise dimension)."""
     k = combine(combine(keys, stream), t)
-    if lanes is not None:
-        k = combine(k[:, None], torch.arange(lanes, dtype=torch.int64, device=keys.device)[None, :])
+    if lanes is not None:        # combine(k, lane) for every lane, with the lanes' hashes computed once
+        k = _hash(k[:, None] ^ _lane_hashes(lanes, keys.device)[None, :])
     return (k.double() + 0.5) / 4294967296.0
+
+
+@functools.lru_cache(maxsize=64)
+def _lane_hashes(lanes: int, device: torch.device) -> torch.Tensor:
+    """hash32(j) for j < lanes, as an int64 tensor on `device` (constant: kept between steps)."""
+    return _hash(torch.arange(lanes, dtype=torch.int64, device=device))
 
 
 def normal(keys: torch.Tensor, stream: int, t: int, dim: int, dtype=torch.float32) -> torch.Tensor:

@@ -21,6 +21,17 @@ def test_tensor_hash_equals_python_reference():
     assert hash32(0) == 0 and len({hash32(i) for i in range(10000)}) == 10000   # a bijection on 32 bits
 
 
+def test_uniforms_and_their_lanes_equal_the_python_reference():
+    """uniform(keys, stream, t[, lanes]) = (hash32(hash32(hash32(key ^ h(stream)) ^ h(t)) [^ h(lane)]) + 0.5) / 2^32
+    with h = hash32, row by row and lane by lane (the fast paths hash ints and lanes once)."""
+    keys = row_keys(3, 1, torch.arange(40), torch.arange(40) % 4)
+    one, many = uniform(keys, 7, 11), uniform(keys, 7, 11, 9)
+    for b in range(40):
+        k = hash32(hash32(int(keys[b]) ^ hash32(7)) ^ hash32(11))
+        assert one[b].item() == (k + 0.5) / 2 ** 32
+        assert many[b].tolist() == [(hash32(k ^ hash32(j)) + 0.5) / 2 ** 32 for j in range(9)]
+
+
 def test_keys_depend_on_every_component():
     base = row_keys(0, 0, [0], [0]).item()
     for args in ((1, 0, [0], [0]), (0, 1, [0], [0]), (0, 0, [1], [0]), (0, 0, [0], [1])):
