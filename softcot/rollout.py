@@ -20,7 +20,8 @@ row, then the end detection of softcot.stopping), the answer prefill, the answer
 the `Rollout` record. The KV cache, the mask and the optional row compaction are softcot.kvcache's.
 
 Ending the CoT: the marker is searched in the sampled text (hard, and multiplex with K = 1, which is hard
-mode) or in the greedy shadow (soft, fuzzy, multiplex with K > 1, gumbel: the argmax of each step's p). An EOS inside the CoT ends it like the budget does. After the marker the prefill
+mode) or in the greedy shadow (soft, fuzzy, multiplex with K > 1, gumbel: the argmax of each step's p). An
+EOS inside the CoT ends it like the budget does. After the marker the prefill
 is `prefill_after_marker` (" \\boxed{"), after the budget or an EOS it is `prefill_after_budget`
 (" The final answer is: \\boxed{"). The answer ends when its braces close the box, at EOS, or after
 `max_answer_tokens`.
