@@ -82,7 +82,6 @@ def model_fields(model: str | None, gguf: str | None) -> dict:
 # --------------------------------------------------------------------------- the CoT mode
 
 Kind = Literal["hard", "soft", "fuzzy", "multiplex", "gumbel"]
-PAPER_KINDS = ("hard", "soft", "fuzzy")
 # multiplex and gumbel are options beyond the paper (docs/estimators.md): multiplex after Multiplex Thinking
 # (arXiv 2601.08808, sampling temperature 1.0 in its scripts/train.sh), gumbel after SofT-GRPO (arXiv
 # 2511.06411, temperature 1 in its SofT-GRPO-deepscaler-8k.sh).
