@@ -24,10 +24,10 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/ood.smk"
+include: "workflow/rules/estimators.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/study.smk"
-include: "workflow/rules/estimators.smk"
 
 
 rule all:

@@ -19,6 +19,9 @@ VARIANTS = {
     "hard": Variant("hard"),
     "soft": Variant("soft"),
     "fuzzy": Variant("fuzzy"),
+    "multiplex": Variant("multiplex"),
+    "gumbel-null": Variant("gumbel", "null"),
+    "multiplex-tau0.5": Variant("multiplex", "tau0.5"),
     "soft-null": Variant("soft", "null"),
     "fuzzy-gamma1.0": Variant("fuzzy", "gamma1.0"),
     "fuzzy-gamma3": Variant("fuzzy", "gamma3"),
@@ -27,9 +30,6 @@ VARIANTS = {
     "soft-tau1e+16": Variant("soft", "tau1e+16"),
     "soft-leverB16": Variant("soft", "leverB16"),
     "fuzzy-leverslow": Variant("fuzzy", "leverslow"),
-    "multiplex": Variant("multiplex"),
-    "gumbel-null": Variant("gumbel", "null"),
-    "multiplex-tau0.5": Variant("multiplex", "tau0.5"),
 }
 BAD_VARIANTS = ["", "warm", "Soft", "soft-", "soft-nul", "soft-null-null", "soft-gamma", "soft-gamma-1",
                 "soft-gamma1..0", "soft-tauabc", "soft-lever", "soft-lever_x", "soft_seed0", "base", "soft null"]
