@@ -1,6 +1,7 @@
 """The Snakemake workflow: the shell commands that dry runs plan (per target, the default grid, the study,
-the ablations, each preset and its overrides), the SLURM plan, the config writer, the config check, lint, and a
-smoke run of the whole DAG on a reduced config (config/ci.yaml)."""
+the ablations, the estimators comparison, each preset and its overrides), the SLURM plan, the config writer,
+the config check, lint, and a smoke run of the whole DAG on a reduced config (config/ci.yaml), then of the
+estimators target on top of it."""
 from __future__ import annotations
 
 import json
@@ -563,3 +564,27 @@ def test_one_figure_rebuilds_alone_from_cache(smoke):
     assert rc == 0, out[-2000:]
     assert planned(out) == {"fig4": 1}
     assert (smoke / "results" / "ci" / "figures" / "fig4.png").exists()
+
+
+def test_estimators_target_on_the_smoke_run_adds_the_new_kinds(smoke):
+    """`snakemake estimators` on the smoke run's results trains and evaluates only the new kinds, and its tables
+    and figures show all five training methods; the default target's outputs stay as they were."""
+    before = {p: p.stat().st_mtime_ns for p in (smoke / "results" / "ci" / "tables").iterdir()}
+    rc, out = smk("estimators", "--cores", "2", "--configfile", "config/ci.yaml", cwd=smoke, timeout=1500)
+    assert rc == 0, out[-5000:]
+    assert {(j.rule, j.wildcards.get("variant")) for j in parse_jobs(out) if j.rule == "train"} == {
+        ("train", "multiplex"), ("train", "gumbel")}
+    est = smoke / "results" / "ci" / "estimators"
+    methods = ["no finetune", "hard", "fuzzy", "soft", "multiplex", "gumbel"]
+    for t in ("table1", "table2", "table3_5"):
+        rows = [line.split(" | ")[0][2:] for line in (est / "tables" / f"{t}.md").read_text().splitlines()
+                if line.startswith("| ") and not line.startswith("| method")]
+        assert rows[:6] == methods, (t, rows)
+    lines = (est / "tables" / "sampled.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    assert "multiplex_sample S1" in header and "gumbel_sample S1" in header
+    for f in ("fig2", "fig3", "fig4"):
+        assert (est / "figures" / f"{f}.png").stat().st_size > 0
+    assert {p: p.stat().st_mtime_ns for p in (smoke / "results" / "ci" / "tables").iterdir()} == before
+    rc, out = smk("estimators", "-n", "--cores", "2", "--configfile", "config/ci.yaml", cwd=smoke)
+    assert rc == 0 and "Nothing to be done" in out, out[-2000:]
