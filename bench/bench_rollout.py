@@ -1,11 +1,12 @@
-"""Rollout throughput: softcot's hard / soft / fuzzy SAMPLING rollouts against Hugging Face generate().
+"""Rollout throughput: softcot's hard / soft / fuzzy / multiplex / gumbel SAMPLING rollouts against Hugging Face
+generate().
 
     python bench/bench_rollout.py --model tiny                      # CPU, a few minutes at most
     python bench/bench_rollout.py --model smollm2 --batch 16 --cot-tokens 64 --answer-tokens 16
     python bench/bench_rollout.py --model smollm2 --device cuda --dtype bf16 --batch 64 --cot-tokens 256
 
 One run, one model, one left-padded batch of prompts, the same lengths for every method:
-  * ours-{hard,soft,fuzzy}: softcot.rollout.rollout(model, tok, prompts, CoTMode(kind), RolloutConfig(
+  * ours-{hard,soft,fuzzy,multiplex,gumbel}: softcot.rollout.rollout(model, tok, prompts, CoTMode(kind), RolloutConfig(
     max_cot_tokens=L, max_answer_tokens=A, marker=<never produced>, answer_temperature=1.0), generator=g);
   * generate: model.generate(**tok(prompts, padding=True), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
     max_new_tokens=L+A, min_new_tokens=L+A) (full-vocabulary sampling, like ours).
@@ -14,7 +15,7 @@ per-row tail check still runs on ':' tokens), and a forward hook on the output h
 token containing '}' for ALL methods (generate gets the same hook), so every row runs L CoT + A answer
 positions. Throughput = B * (L + A) generated positions / wall time, tokenisation and decoding of the text
 included for every method (ours additionally prefills W answer-prefix tokens in one forward).
-Repeats are interleaved (hard, soft, fuzzy, generate, then rotated) so that load drift on a shared box hits
+Repeats are interleaved (hard, soft, fuzzy, multiplex, gumbel, generate, then rotated) so that load drift on a shared box hits
 every method alike; medians over the repeats are reported, plus the median of the per-repeat ratios, for wall
 time and for the process's CPU time (steadier on a shared CPU; the targets use wall time).
 """
@@ -31,7 +32,7 @@ import torch
 from common import (NEVER_MARKER, Timer, add_common_args, env_info, load, make_prompts, median, no_early_stop,
                     rollout_shape, setup_torch, spread, table, torch_dtype, write_json)
 
-METHODS = ("hard", "soft", "fuzzy", "generate")
+METHODS = ("hard", "soft", "fuzzy", "multiplex", "gumbel", "generate")
 
 
 def run_ours(model, tok, prompts, kind, L, A, seed, device):
@@ -203,6 +204,7 @@ def main(argv=None) -> int:
                 "cpu_ratio_of_medians": median(cpu_times[a]) / median(cpu_times[b]), "cpu_median_paired": median(cpaired)}
 
     ratios = {"soft_over_hard_time": ratio("soft", "hard"), "fuzzy_over_hard_time": ratio("fuzzy", "hard"),
+              "multiplex_over_hard_time": ratio("multiplex", "hard"), "gumbel_over_hard_time": ratio("gumbel", "hard"),
               "ours_hard_speed_over_generate": ratio("generate", "hard")}
     print()
     print(table(rows, [("method", "method", ""), ("median_s", "median s", ".3f"), ("q25_s", "q25", ".3f"),
@@ -231,6 +233,9 @@ def main(argv=None) -> int:
     if ratios["ours_hard_speed_over_generate"]:
         need = 1.5 if device.type == "cuda" else 1.0
         targets[list(targets)[1]] = ratios["ours_hard_speed_over_generate"]["ratio_of_medians"] >= need
+    for kind in ("multiplex", "gumbel"):            # options beyond the paper: at most 10 % over hard
+        r = ratios[f"{kind}_over_hard_time"]
+        targets[f"{kind}_over_hard_time <= 1.10"] = None if r is None else r["ratio_of_medians"] <= 1.10
     for k, v in targets.items():
         print(f"target {k}: {'n/a' if v is None else ('MET' if v else 'NOT MET')}")
     if prof:

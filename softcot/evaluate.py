@@ -6,15 +6,17 @@ Laptop (CPU):
 One GPU (a trained checkpoint, all six settings, n = 32, the paper's budget L = 512):
     softcot evaluate --config eval.yaml model.name_or_path=results/train/run/model --out results/eval/run
 
-Settings (the paper's six): {hard, fuzzy, soft} x {greedy, sample}; sampled settings draw `n_samples`
-rollouts per problem, greedy ones one. Answers are greedy at test time (`rollout.answer_temperature: 0`).
+Settings (the paper's six, the default): {hard, fuzzy, soft} x {greedy, sample}; beyond the paper,
+multiplex_sample and gumbel_sample (the new kinds' own, with `mode_options`). Sampled settings draw
+`n_samples` rollouts per problem, greedy ones one. Answers are greedy at test time
+(`rollout.answer_temperature: 0`).
 A rollout is correct when the reward function returns 100 (`softcot.rewards.CORRECT`).
 
 Files under OUT:
     <setting>/shards/NNNNN.jsonl   one row per problem of shard NNNNN (written atomically)
     <setting>/samples.jsonl        all shards concatenated: id, question, gold, the n CoT texts (shadow text
-                                   for soft/fuzzy), answers, completions, boxed answers, rewards, correct
-                                   flags, CoT / answer lengths, marker stops, per-position entropy sums
+                                   where the CoT is not hard), answers, completions, boxed answers, rewards,
+                                   correct flags, CoT / answer lengths, marker stops, per-position entropy sums
     <setting>/fingerprint.json     everything that determines the samples; a rerun with a different one stops
     summary.json                   per setting: pass1, pass_at_k, format_rate, marker_rate, mean_cot_len,
                                    entropy_by_position, diversity, n_problems, n_samples, no_reward
@@ -51,7 +53,7 @@ from softcot.prompt import build_prompt, resolve_template
 from softcot.provenance import provenance
 from softcot.rewards import CORRECT, call_reward, extract_boxed, load_reward
 from softcot.rollout import rollout
-from softcot.schema import SETTINGS, CoTMode, EvalConfig, RolloutConfig, model_fields
+from softcot.schema import ALL_SETTINGS, MODE_OPTIONS, CoTMode, EvalConfig, RolloutConfig, model_fields
 
 ENTROPY_DIGITS = 5          # per-position entropy sums are stored rounded (keeps samples.jsonl small)
 
@@ -66,7 +68,7 @@ def fingerprint(cfg: EvalConfig, setting: str) -> dict:
     """Everything besides the problems themselves that determines a setting's samples."""
     mode = cfg.mode(setting)
     return {"model": to_dict(cfg.model), "setting": setting, "kind": mode.kind, "tau": mode.temperature,
-            "gamma": mode.gamma, "greedy": mode.greedy, "n": cfg.n_for(setting),
+            "gamma": mode.gamma, "greedy": mode.greedy, **mode.options, "n": cfg.n_for(setting),
             "rollout": {k: v for k, v in to_dict(cfg.rollout).items() if k not in ("preallocate", "compact")},  # speed
             "prompt_template": resolve_template(cfg.prompt_template), "batch_size": cfg.batch_size,
             "shard_size": cfg.shard_size, "seed": cfg.seed, "reward": cfg.reward, "rng": rng.VERSION,
@@ -278,7 +280,7 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path, model=None, tok=None, progres
         rows = [row for p in paths for row in read_jsonl(p)]
         summary["settings"][setting] = {**summarize(rows, n, cfg.ks_for(setting)),
                                         "mode": {k: v for k, v in fingerprint(cfg, setting).items()
-                                                 if k in ("kind", "tau", "gamma", "greedy")}}
+                                                 if k in ("kind", "tau", "gamma", "greedy", *MODE_OPTIONS)}}
         if procs.rank == 0:
             write_text(sdir / "samples.jsonl", "".join(p.read_text(encoding="utf-8") for p in paths))
     if procs.rank == 0:
@@ -330,7 +332,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--gguf", help="GGUF file inside --model")
     ap.add_argument("--data", action="append", default=[], help="JSONL of {id, question, answer} (repeatable, "
                     "in pairs with --out: one model load serves every data set)")
-    ap.add_argument("--settings", help=f"comma-separated subset of {','.join(SETTINGS)}")
+    ap.add_argument("--settings", help=f"comma-separated subset of {','.join(ALL_SETTINGS)} (default: the "
+                    "config's eval settings, else the paper's six)")
     ap.add_argument("--n", type=int, help="samples per problem in *_sample settings (n_samples)")
     ap.add_argument("--max-cot-tokens", type=int, help="CoT budget L (rollout.max_cot_tokens)")
     ap.add_argument("--limit", type=int, help="the first N problems")

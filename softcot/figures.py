@@ -24,6 +24,7 @@ from softcot.runs import BASE_METHOD, parse_variant
 
 DEFAULT_STYLE = {"dpi": 150, "width": 4.0, "height": 3.0, "font_size": 9, "smooth": 5}
 COLORS = {BASE_METHOD: "0.4", "hard": "tab:blue", "fuzzy": "tab:green", "soft": "tab:orange"}   # by kind
+COLORS.update(multiplex="tab:purple", gumbel="tab:brown")    # the kinds beyond the paper
 
 
 def _plt(style: dict):

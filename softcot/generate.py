@@ -18,7 +18,7 @@ from softcot.modeling import ModelConfig, load_model, model_fields
 from softcot.prompt import TEMPLATES, build_prompt, resolve_template
 from softcot.rewards import extract_boxed
 from softcot.rollout import rollout
-from softcot.schema import DEFAULT_GAMMA, SETTINGS, CoTMode, RolloutConfig
+from softcot.schema import ALL_SETTINGS, DEFAULT_GAMMA, SETTINGS, CoTMode, RolloutConfig
 
 
 def generate(model, tok, questions: list[str], settings: list[str], template: str, rcfg: RolloutConfig,
@@ -62,7 +62,8 @@ def main(argv: list[str]) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model directory, hub id, or 'smollm2'")
     ap.add_argument("--gguf", help="GGUF file inside --model")
-    ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated inference settings")
+    ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated inference settings, of "
+                    + ",".join(ALL_SETTINGS))
     ap.add_argument("--template", default="paper", help="paper | toy | a string containing {question}")
     ap.add_argument("--max-cot-tokens", type=int, default=256)
     ap.add_argument("--gamma", type=float, default=DEFAULT_GAMMA)
@@ -72,9 +73,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("questions", nargs="+")
     args = ap.parse_args(argv)
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-    bad = [s for s in settings if s not in SETTINGS]
+    bad = [s for s in settings if s not in ALL_SETTINGS]
     if bad or not settings:
-        raise ConfigError(f"--settings: unknown {bad}; allowed: {', '.join(SETTINGS)}")
+        raise ConfigError(f"--settings: unknown {bad}; allowed: {', '.join(ALL_SETTINGS)}")
     template = resolve_template(args.template)
     if "{question}" not in template:
         raise ConfigError(f"--template: must contain {{question}} or be one of {' | '.join(TEMPLATES)}")

@@ -5,7 +5,11 @@ For each rollout g, l_g = sum_t log pi(input_t | prefix) + sum_j log pi(a_j | pr
     p_{t-1} E that one teacher-forced pass recomputes differentiably,
         log N(h_t; p_{t-1} E, sigma^2 I) = -||h_t - p_{t-1} E||^2 / (2 sigma^2) + const,
     where the dropped constant is -d/2 log(2 pi sigma^2) (sigma is fixed, so it carries no gradient);
-  * hard CoT steps and answer tokens: token log-probabilities at the sampling temperature.
+  * hard CoT steps and answer tokens: token log-probabilities at the sampling temperature;
+  * multiplex CoT steps (an option beyond the paper): the sum of the K drawn tokens' log-probabilities
+    (softcot.multiplex); gumbel CoT steps: the Concrete log-density of the stored y (softcot.gumbel). Both
+    rebuild their inputs from the stored draws and E in the teacher-forced pass, with E's gradient path, as
+    hard steps do.
 Advantages are leave-one-out (RLOO): A_g = r_g - mean_{j != g} r_j, constants.
 Loss = -(1 / (B G)) sum_g A_g l_g. No KL, no ratio clipping, no std or length normalisation by default.
 
@@ -19,9 +23,10 @@ import math
 import torch
 from torch import nn
 
+from softcot import gumbel, multiplex
 from softcot.distributed import is_fsdp
 from softcot.modeling import decoder_of, lm_logits, synced_clock
-from softcot.modes import mix
+from softcot.modes import mix, mix_rows
 from softcot.rollout import Rollout
 
 
@@ -70,7 +75,7 @@ class Scorer(nn.Module):
     """Teacher-forced rescoring of stored rollouts: returns per-rollout log-prob terms.
 
     forward(ro) -> {"cot": (B,), "answer": (B,)} with
-        cot    = sum of Gaussian log-densities (soft/fuzzy) or token log-probs (hard) over CoT steps
+        cot    = sum over CoT steps of the mode's log-density (Gaussian, token, multiplex or Concrete)
         answer = sum of answer-token log-probs
     `chunk` bounds how many scored positions go through the LM head at once (memory: chunk x V).
     """
@@ -97,6 +102,13 @@ class Scorer(nn.Module):
             # The noisy inputs are fixed data: the density's gradient flows through the mean only.
             embeds = embeds.clone()
             embeds[:, sl] = torch.where(soft, ro.cot_inputs.to(E.dtype), embeds[:, sl])
+        if ro.cot_tokens is not None:
+            Lc = ro.cot_tokens.shape[1]
+            sl = slice(ro.cot_start, ro.cot_start + Lc)
+            # The draws are data; the inputs are rebuilt from them and E (E keeps its gradient path).
+            mixed = mix_rows(E, ro.cot_tokens, draw_weights(ro)).to(E.dtype)
+            embeds = embeds.clone()
+            embeds[:, sl] = torch.where(ro.cot_mask[:, sl, None], mixed, embeds[:, sl])
         real = ro.attention_mask.bool()
         n = real.sum(1)
         width = int(n.max())
@@ -136,10 +148,19 @@ class Scorer(nn.Module):
                 terms[name] = total
                 continue
             src = hidden[b, col[b, prev[b, s]]]                         # (N, d) predictor states
-            if name == "cot" and ro.mode.continuous:
+            if name == "cot" and ro.mode.gaussian:
                 h = ro.cot_inputs[b, s - ro.cot_start]                 # (N, d) fp32, fixed
                 vals = self._chunked(src, lambda z, i: gaussian_logdensity(
                     h[i], mix(z, E, ro.mode.temperature), ro.sigma))
+            elif name == "cot" and ro.mode.kind == "multiplex":
+                ids = ro.cot_tokens[b, s - ro.cot_start]               # (N, K)
+                gate = None if ro.cot_gate is None else ro.cot_gate[b, s - ro.cot_start]
+                vals = self._chunked(src, lambda z, i: multiplex.log_prob(
+                    z, ids[i], None if gate is None else gate[i], ro.mode.temperature))
+            elif name == "cot" and ro.mode.kind == "gumbel":
+                ids, logy = ro.cot_tokens[b, s - ro.cot_start], ro.cot_logy[b, s - ro.cot_start]   # (N, k)
+                vals = self._chunked(src, lambda z, i: gumbel.log_density(
+                    gumbel.log_pi(z.gather(-1, ids[i]), ro.mode.temperature), logy[i], ro.mode.gumbel_lambda))
             else:
                 temp = ro.mode.temperature if name == "cot" else (ro.answer_temperature or 1.0)
                 tgt = ro.input_ids[b, s]
@@ -158,6 +179,13 @@ class Scorer(nn.Module):
             else:
                 outs.append(part(src[i]))
         return torch.cat(outs)
+
+
+def draw_weights(ro: Rollout) -> torch.Tensor:
+    """(B, Lc, K) fp32 weights of the stored multiplex / gumbel draws in each CoT input, as the rollout used."""
+    if ro.mode.kind == "gumbel":
+        return ro.cot_logy.exp()
+    return multiplex.weights(ro.cot_tokens.shape[-1], ro.cot_gate, ro.cot_tokens.shape[:2], ro.cot_tokens.device)
 
 
 def policy_loss(terms: dict[str, torch.Tensor], advantages: torch.Tensor, total_rollouts: int,

@@ -1,8 +1,11 @@
-"""The three ways to feed a chain of thought, and the soft-token mixer.
+"""The ways to feed a chain of thought, and the mixers of embedding rows.
 
-    hard   next input E[x],            x ~ softmax(z / tau)          training tau = 1.0
-    soft   next input p E + sigma eps, p = softmax(z / tau)          training tau = 0.5
-    fuzzy  as soft with tau = 1e-4 (p almost one-hot)
+    hard       next input E[x],            x ~ softmax(z / tau)          training tau = 1.0
+    soft       next input p E + sigma eps, p = softmax(z / tau)          training tau = 0.5
+    fuzzy      as soft with tau = 1e-4 (p almost one-hot)
+Options beyond the paper (docs/estimators.md):
+    multiplex  next input mean_k E[x_k],   x_1..x_K i.i.d. ~ softmax(z / tau)           softcot.multiplex
+    gumbel     next input sum_j y_j E[i_j] over the top-k ids i of p, y ~ Concrete       softcot.gumbel
 
 sigma = gamma * rms(E), rms(E) the root-mean-square of the entries of the input-embedding matrix E (V, d).
 So ||sigma eps|| ~ gamma * sqrt(d) * rms(E) ~ gamma times a typical embedding's norm: with the paper's
@@ -24,8 +27,8 @@ def embedding_rms(E: torch.Tensor) -> float:
 
 
 def noise_sigma(mode: CoTMode, E: torch.Tensor) -> float:
-    """sigma = gamma * rms(E) for sampled soft/fuzzy CoTs, 0 for hard or greedy ones."""
-    if not mode.continuous or mode.greedy:
+    """sigma = gamma * rms(E) for sampled soft/fuzzy CoTs, 0 for greedy ones and the other kinds."""
+    if not mode.gaussian or mode.greedy:
         return 0.0
     return mode.gamma * embedding_rms(E)
 
@@ -39,3 +42,12 @@ def mix(logits: torch.Tensor, E: torch.Tensor, tau: float) -> torch.Tensor:
     with torch.autocast(device_type=logits.device.type, enabled=False):
         p = torch.softmax(logits.float() / tau, dim=-1)
         return p @ E.float()
+
+
+def mix_rows(E: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_k weights[..., k] E[ids[..., k]]: (..., K) ids and fp32 weights -> (..., d) fp32.
+
+    Gathers only the K rows (no V x d copy, no matmul, so autocast leaves it in fp32); the rollout and the
+    teacher-forced pass both build multiplex and gumbel inputs with it, so the two agree. A weight of exactly
+    1 on one row gives that row exactly (K = 1 multiplex is hard mode)."""
+    return (weights.unsqueeze(-1) * E[ids].float()).sum(-2)

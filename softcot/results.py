@@ -15,6 +15,7 @@ from softcot.runs import BASE_METHOD, method_of  # noqa: F401  (method_of: re-ex
 
 SETTING_COLS = [("hard", "H"), ("fuzzy", "F"), ("soft", "S")]
 METHOD_ORDER = [BASE_METHOD, "hard", "fuzzy", "soft"]
+METHOD_ORDER += ["multiplex", "gumbel"]          # the training kinds beyond the paper (docs/estimators.md)
 
 
 def mean_std(xs: list[float]) -> tuple[float, float]:

@@ -10,10 +10,12 @@ only where a sampled token sits on a boundary of the inverse CDF.)
 The hash is Chris Wellons' `lowbias32` (a 32-bit integer finaliser with near-ideal avalanche), computed on
 int64 tensors with the values masked to 32 bits, so it runs vectorised on any device and equals the plain
 Python reference `hash32` below. Uniforms are (h + 0.5) / 2^32 in float64; normals come from Box-Muller;
-tokens from the inverse CDF of the sampling distribution (one uniform per row and step).
+Gumbel(0, 1) variates are -log(-log u); tokens come from the inverse CDF of the sampling distribution (one
+uniform per row, step and draw).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
@@ -24,6 +26,8 @@ MASK = 0xFFFFFFFF
 STREAM_COT = 1          # hard CoT tokens
 STREAM_NOISE = 2        # the Gaussian noise of soft/fuzzy CoT inputs
 STREAM_ANSWER = 3       # answer tokens
+STREAM_MULTIPLEX = 4    # multiplex draws 2..K of a step (draw 1 is STREAM_COT's, so K = 1 is hard mode)
+STREAM_GUMBEL = 5       # the Gumbel noise of gumbel CoT inputs, one lane per top-k rank
 
 
 def hash32(x: int) -> int:
@@ -52,6 +56,8 @@ def combine(key, value):
     if isinstance(key, int) and isinstance(value, int):
         return hash32(key ^ hash32(value))
     key = torch.as_tensor(key, dtype=torch.int64)
+    if isinstance(value, int):          # a stream id or a position: hashed in Python, the same number, fewer ops
+        return _hash(key ^ hash32(value))
     value = torch.as_tensor(value, dtype=torch.int64, device=key.device)
     return _hash(key ^ _hash(value & MASK))
 
@@ -73,9 +79,15 @@ def row_keys(seed: int, step: int, prompt: torch.Tensor | list[int], sample: tor
 def uniform(keys: torch.Tensor, stream: int, t: int, lanes: int | None = None) -> torch.Tensor:
     """Uniforms in (0, 1), float64: (B,) for one lane, (B, lanes) for several (e.g. one per noise dimension)."""
     k = combine(combine(keys, stream), t)
-    if lanes is not None:
-        k = combine(k[:, None], torch.arange(lanes, dtype=torch.int64, device=keys.device)[None, :])
+    if lanes is not None:        # combine(k, lane) for every lane, with the lanes' hashes computed once
+        k = _hash(k[:, None] ^ _lane_hashes(lanes, keys.device)[None, :])
     return (k.double() + 0.5) / 4294967296.0
+
+
+@functools.lru_cache(maxsize=64)
+def _lane_hashes(lanes: int, device: torch.device) -> torch.Tensor:
+    """hash32(j) for j < lanes, as an int64 tensor on `device` (constant: kept between steps)."""
+    return _hash(torch.arange(lanes, dtype=torch.int64, device=device))
 
 
 def normal(keys: torch.Tensor, stream: int, t: int, dim: int, dtype=torch.float32) -> torch.Tensor:
@@ -87,10 +99,20 @@ def normal(keys: torch.Tensor, stream: int, t: int, dim: int, dtype=torch.float3
     return torch.cat([r * torch.cos(theta), r * torch.sin(theta)], dim=1)[:, :dim].to(dtype)
 
 
+def gumbel(keys: torch.Tensor, stream: int, t: int, lanes: int, dtype=torch.float32) -> torch.Tensor:
+    """(B, lanes) i.i.d. Gumbel(0, 1) variates -log(-log u), computed in float64."""
+    return (-torch.log(-torch.log(uniform(keys, stream, t, lanes)))).to(dtype)
+
+
+def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """(B, n) token ids at the (B, n) uniforms `u` of the rows of (B, V) probabilities (need not be normalised;
+    a zero-probability token is never drawn): the inverse CDF, vectorised over rows and draws."""
+    cdf = probs.double().cumsum(-1)
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=False)
+    return idx.clamp(max=probs.shape[-1] - 1)
+
+
 def categorical(probs: torch.Tensor, keys: torch.Tensor, stream: int, t: int) -> torch.Tensor:
     """(B,) token ids drawn from the rows of (B, V) probabilities by the inverse CDF of one uniform per row.
     The rows need not be normalised; a zero-probability token is never drawn."""
-    cdf = probs.double().cumsum(-1)
-    u = uniform(keys, stream, t)[:, None] * cdf[:, -1:]
-    idx = torch.searchsorted(cdf, u, right=False)[:, 0]
-    return idx.clamp(max=probs.shape[-1] - 1)
+    return inverse_cdf(probs, uniform(keys, stream, t)[:, None])[:, 0]

@@ -1,4 +1,4 @@
-"""Batched, KV-cached rollouts of a chain of thought (hard, soft or fuzzy) followed by a discrete answer.
+"""Batched, KV-cached rollouts of a chain of thought (any CoTMode kind) followed by a discrete answer.
 
     keys = rng.row_keys(seed, step, prompt_index, sample_index)      # (B,) per-row random streams
     ro = rollout(model, tok, prompts, CoTMode("soft"), RolloutConfig(max_cot_tokens=128), keys=keys)
@@ -19,8 +19,9 @@ contiguous sequence; the teacher-forced pass replays the same layout, masks and 
 row, then the end detection of softcot.stopping), the answer prefill, the answer steps, and the assembly of
 the `Rollout` record. The KV cache, the mask and the optional row compaction are softcot.kvcache's.
 
-Ending the CoT: the marker is searched in the sampled text (hard) or in the greedy shadow (soft/fuzzy: the
-argmax of each step's p). An EOS inside the CoT ends it like the budget does. After the marker the prefill
+Ending the CoT: the marker is searched in the sampled text (hard, and multiplex with K = 1, which is hard
+mode) or in the greedy shadow (soft, fuzzy, multiplex with K > 1, gumbel: the argmax of each step's p). An
+EOS inside the CoT ends it like the budget does. After the marker the prefill
 is `prefill_after_marker` (" \\boxed{"), after the budget or an EOS it is `prefill_after_budget`
 (" The final answer is: \\boxed{"). The answer ends when its braces close the box, at EOS, or after
 `max_answer_tokens`.
@@ -32,9 +33,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from softcot import rng
+from softcot import gumbel, multiplex, rng
 from softcot.kvcache import Decoder
-from softcot.modes import mix, noise_sigma
+from softcot.modes import mix, mix_rows, noise_sigma
 from softcot.schema import CoTMode, RolloutConfig
 from softcot.stopping import VocabTables, ends_with_marker, eos_ids
 
@@ -42,18 +43,18 @@ from softcot.stopping import VocabTables, ends_with_marker, eos_ids
 @dataclass
 class Rollout:
     """One batch of rollouts. Tensors are on the model's device; (B, S) unless noted."""
-    input_ids: torch.Tensor          # token id of each token slot (pad at holes and at soft CoT slots)
+    input_ids: torch.Tensor          # token id of each token slot (pad at holes and at non-hard CoT slots)
     attention_mask: torch.Tensor     # 1 real slot, 0 padding / hole
     position_ids: torch.Tensor
     cot_mask: torch.Tensor           # bool, scored CoT steps
     answer_mask: torch.Tensor        # bool, scored answer tokens
-    cot_inputs: torch.Tensor | None  # (B, Lc, d) fp32 noisy inputs h_t of soft/fuzzy CoT steps (None for hard)
+    cot_inputs: torch.Tensor | None  # (B, Lc, d) fp32 noisy inputs h_t of soft/fuzzy CoT steps (else None)
     cot_start: int
     mode: CoTMode
     sigma: float
     answer_temperature: float
     prompt_text: list[str]
-    cot_ids: list[list[int]]         # sampled (hard) or greedy-shadow (soft/fuzzy) CoT tokens
+    cot_ids: list[list[int]]         # sampled (hard) or greedy-shadow CoT tokens (see the module docstring)
     answer_ids: list[list[int]]
     prefill_ids: list[list[int]]
     cot_text: list[str]
@@ -62,6 +63,9 @@ class Rollout:
     stopped_by_marker: list[bool]
     entropy: torch.Tensor | None = None      # (B, Lc) fp32, NaN where the row's CoT had ended
     logits: torch.Tensor | None = None       # (B, S, V) logits that drew each scored slot (tests only)
+    cot_tokens: torch.Tensor | None = None   # (B, Lc, K) multiplex draws / gumbel top-k ids (pad after the CoT)
+    cot_gate: torch.Tensor | None = None     # (B, Lc) bool: multiplex steps that mix all K (None: every step)
+    cot_logy: torch.Tensor | None = None     # (B, Lc, k) fp32 gumbel log y (0 after the CoT)
     extras: dict = field(default_factory=dict)
 
     @property
@@ -125,7 +129,7 @@ class _Context:
     cfg: RolloutConfig
     keys: torch.Tensor                   # (B,) int64 counter-based stream keys of the rows (softcot.rng)
     E: torch.Tensor                      # (V, d) input embeddings
-    E_mix: torch.Tensor | None           # fp32 E for the soft mixture (one copy per rollout; None in hard mode)
+    E_mix: torch.Tensor | None           # fp32 E for the soft mixture (one copy per rollout; soft/fuzzy only)
     tables: VocabTables
     eos_ids: set[int]
     sigma: float
@@ -154,6 +158,8 @@ class _State:
     ans_flags: list = field(default_factory=list)
     answer_cols: list = field(default_factory=list)
     cot_inputs: list = field(default_factory=list)
+    cot_tokens: list = field(default_factory=list)     # multiplex / gumbel: (B, K) ids per step
+    cot_aux: list = field(default_factory=list)        # multiplex: (B,) gate or None; gumbel: (B, k) log y
     entropies: list = field(default_factory=list)
     trace: list | None = None            # the logits that drew each scored slot (return_logits)
     active: list[bool] = field(default_factory=list)
@@ -193,7 +199,7 @@ def rollout(model, tokenizer, prompts: list[str], mode: CoTMode, cfg: RolloutCon
     if len(keys) != len(prompts):
         raise ValueError(f"{len(keys)} stream keys for {len(prompts)} prompts")
     ctx = _Context(model=model, tokenizer=tokenizer, mode=mode, cfg=cfg, keys=keys.to(model.device), E=E,
-                   E_mix=E.float() if mode.continuous else None,
+                   E_mix=E.float() if mode.gaussian else None,
                    tables=VocabTables.get(tokenizer, E.shape[0], cfg.marker, model.device),
                    eos_ids=eos_ids(tokenizer, model), sigma=noise_sigma(mode, E),
                    prefills={s: tokenizer.encode(s, add_special_tokens=False)
@@ -237,13 +243,24 @@ def _next_cot_input(ctx: _Context, st: _State) -> tuple[torch.Tensor, torch.Tens
     if ctx.cfg.record_entropy:
         ent = _entropy(logits)
         st.entropies.append(torch.where(st.active_t, ent, torch.full_like(ent, float("nan"))))
-    if mode.continuous:
+    if mode.gaussian:
         h = mix(logits, ctx.E_mix, mode.temperature)
         if ctx.sigma > 0:
             h = h + ctx.sigma * rng.normal(ctx.keys, rng.STREAM_NOISE, st.t, h.shape[-1], dtype=h.dtype)
         shadow = logits.argmax(-1)
         emb = h.to(ctx.E.dtype)
         st.cot_inputs.append(torch.where(st.active_t[:, None], h, torch.zeros_like(h)))
+        tok_col = torch.full_like(shadow, ctx.pad_id)
+    elif mode.kind in ("multiplex", "gumbel"):
+        if mode.kind == "multiplex":
+            ids, w, aux = multiplex.draw(logits, mode, ctx.keys, st.t)
+            shadow = ids[:, 0] if mode.multiplex_k == 1 else logits.argmax(-1)
+        else:
+            ids, aux = gumbel.draw(logits, mode, ctx.keys, st.t)
+            w, shadow = aux.exp(), ids[:, 0]
+        emb = mix_rows(ctx.E, ids, w).to(ctx.E.dtype)
+        st.cot_tokens.append(ids)
+        st.cot_aux.append(aux)
         tok_col = torch.full_like(shadow, ctx.pad_id)
     else:
         shadow = _sample(logits, mode.temperature, mode.greedy, ctx.keys, rng.STREAM_COT, st.t)
@@ -360,9 +377,23 @@ def _assemble(ctx: _Context, st: _State, prompts: list[str]) -> Rollout:
     return Rollout(
         input_ids=input_ids, attention_mask=torch.cat(st.cols_mask, 1), position_ids=torch.cat(st.cols_pos, 1),
         cot_mask=cot_mask, answer_mask=answer_mask,
-        cot_inputs=torch.stack(st.cot_inputs, 1) if (ctx.mode.continuous and Lc) else None, cot_start=P,
+        cot_inputs=torch.stack(st.cot_inputs, 1) if (ctx.mode.gaussian and Lc) else None, cot_start=P,
         mode=ctx.mode, sigma=ctx.sigma, answer_temperature=ctx.cfg.answer_temperature, prompt_text=list(prompts),
         cot_ids=st.cot_ids, answer_ids=ans_ids, prefill_ids=[ctx.prefills[s] for s in st.prefill_text],
         cot_text=[dec(c) for c in st.cot_ids], prefill_text=st.prefill_text,
         answer_text=[dec(a) for a in ans_ids], stopped_by_marker=st.by_marker,
-        entropy=torch.stack(st.entropies, 1) if st.entropies else None, logits=logits_full)
+        entropy=torch.stack(st.entropies, 1) if st.entropies else None, logits=logits_full,
+        **_cot_draws(ctx, st))
+
+
+def _cot_draws(ctx: _Context, st: _State) -> dict:
+    """The multiplex / gumbel per-step record, stacked once (B, Lc, ...) and blanked after each row's CoT."""
+    if not st.cot_tokens:
+        return {}
+    live = torch.stack(st.cot_flags, 1)
+    out = {"cot_tokens": torch.where(live[..., None], torch.stack(st.cot_tokens, 1), ctx.pad_id)}
+    if ctx.mode.kind == "gumbel":
+        out["cot_logy"] = torch.where(live[..., None], torch.stack(st.cot_aux, 1), 0.0)
+    elif st.cot_aux[0] is not None:
+        out["cot_gate"] = torch.stack(st.cot_aux, 1) & live
+    return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KINDS = ("hard", "soft", "fuzzy")
+KINDS = ("hard", "soft", "fuzzy", "multiplex", "gumbel")     # multiplex, gumbel: beyond the paper
 ABLATIONS = ("gamma", "tau")            # mode parameters with an ablation grid (config `ablations`)
 BASE = "base"
 BASE_METHOD = "no finetune"             # the base model's label in tables and figures

@@ -81,25 +81,47 @@ def model_fields(model: str | None, gguf: str | None) -> dict:
 
 # --------------------------------------------------------------------------- the CoT mode
 
-Kind = Literal["hard", "soft", "fuzzy"]
-DEFAULT_TAU = {"hard": 1.0, "soft": 0.5, "fuzzy": 1e-4}
+Kind = Literal["hard", "soft", "fuzzy", "multiplex", "gumbel"]
+# multiplex and gumbel are options beyond the paper (docs/estimators.md): multiplex after Multiplex Thinking
+# (arXiv 2601.08808, sampling temperature 1.0 in its scripts/train.sh), gumbel after SofT-GRPO (arXiv
+# 2511.06411, temperature 1 in its SofT-GRPO-deepscaler-8k.sh).
+DEFAULT_TAU = {"hard": 1.0, "soft": 0.5, "fuzzy": 1e-4, "multiplex": 1.0, "gumbel": 1.0}
 DEFAULT_GAMMA = 0.33
+DEFAULT_MULTIPLEX_K = 3            # Multiplex Thinking: multiplex width K = 3 (scripts/train.sh MULTIPLEX_WIDTH)
+DEFAULT_GUMBEL_LAMBDA = 0.1        # SofT-GRPO: gumbel_softmax_temperature=0.1 (SofT-GRPO-deepscaler-8k.sh)
+DEFAULT_GUMBEL_TOP_K = 5           # SofT-GRPO: top_k=5 (same script)
 SETTINGS = ("hard_greedy", "hard_sample", "fuzzy_greedy", "fuzzy_sample", "soft_greedy", "soft_sample")
+OWN_SETTINGS = {"multiplex": "multiplex_sample", "gumbel": "gumbel_sample"}   # the new kinds' own inference
+ALL_SETTINGS = SETTINGS + tuple(OWN_SETTINGS.values())
 
 
 @dataclass(frozen=True)
 class CoTMode:
-    """How CoT inputs are produced. `tau` None means the kind's default; `greedy` switches off sampling."""
+    """How CoT inputs are produced. `tau` None means the kind's default; `greedy` switches off sampling.
+    `multiplex_*` apply to kind multiplex, `gumbel_*` to kind gumbel (softcot.multiplex, softcot.gumbel);
+    the other kinds ignore them."""
     kind: Kind = "hard"
     tau: float | None = None
     gamma: float = DEFAULT_GAMMA
     greedy: bool = False
+    multiplex_k: int = DEFAULT_MULTIPLEX_K        # K tokens drawn per step, their embeddings averaged
+    multiplex_gate: float | None = None           # entropy gate (nats): mix only where H(p_tau) > gate; None = off
+    gumbel_lambda: float = DEFAULT_GUMBEL_LAMBDA  # Gumbel-softmax temperature lambda
+    gumbel_top_k: int = DEFAULT_GUMBEL_TOP_K      # the k tokens of highest p that y weighs
 
     def validate(self, prefix: str = "") -> None:
         require(self.kind in DEFAULT_TAU, prefix + "kind", f"got {self.kind!r}; allowed: {' | '.join(DEFAULT_TAU)}")
         require(self.tau is None or self.tau > 0, prefix + "tau",
                 f"got {self.tau}; the CoT temperature must be > 0 (use greedy: true for argmax)")
         require(self.gamma >= 0, prefix + "gamma", f"got {self.gamma}; the noise scale must be >= 0")
+        require(self.multiplex_k >= 1, prefix + "multiplex_k",
+                f"got {self.multiplex_k}; draw at least 1 token per step (1 is hard mode)")
+        require(self.multiplex_gate is None or self.multiplex_gate >= 0, prefix + "multiplex_gate",
+                f"got {self.multiplex_gate}; an entropy in nats >= 0, or null to mix at every step")
+        require(self.gumbel_lambda > 0, prefix + "gumbel_lambda",
+                f"got {self.gumbel_lambda}; the Gumbel-softmax temperature must be > 0")
+        require(self.gumbel_top_k >= 2, prefix + "gumbel_top_k",
+                f"got {self.gumbel_top_k}; the Concrete density needs a support of >= 2 tokens")
 
     @property
     def temperature(self) -> float:
@@ -107,18 +129,37 @@ class CoTMode:
 
     @property
     def continuous(self) -> bool:
+        """The CoT inputs are not single embedding rows (every kind but hard)."""
         return self.kind != "hard"
 
+    @property
+    def gaussian(self) -> bool:
+        """Soft and fuzzy: p E plus Gaussian noise, scored by the Gaussian density."""
+        return self.kind in ("soft", "fuzzy")
+
+    @property
+    def options(self) -> dict:
+        """multiplex_* or gumbel_* fields of those kinds (an evaluation fingerprint records them); {} otherwise."""
+        prefix = {"multiplex": "multiplex_", "gumbel": "gumbel_"}.get(self.kind)
+        if prefix is None:
+            return {}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name.startswith(prefix)}
+
     @classmethod
-    def from_setting(cls, setting: str, gamma: float = DEFAULT_GAMMA, tau: float | None = None) -> "CoTMode":
-        """'soft_sample' -> CoTMode('soft', greedy=False), one of the paper's six inference settings."""
+    def from_setting(cls, setting: str, gamma: float = DEFAULT_GAMMA, tau: float | None = None,
+                     **options) -> "CoTMode":
+        """'soft_sample' -> CoTMode('soft', greedy=False): one of the paper's six inference settings, or a new
+        kind's own (OWN_SETTINGS). `options`: multiplex_* / gumbel_* fields."""
         kind, _, how = setting.partition("_")
-        if setting not in SETTINGS:
-            raise ValueError(f"unknown inference setting {setting!r}; allowed: {', '.join(SETTINGS)}")
-        return cls(kind=kind, tau=tau, gamma=gamma, greedy=(how == "greedy"))
+        if setting not in ALL_SETTINGS:
+            raise ValueError(f"unknown inference setting {setting!r}; allowed: {', '.join(ALL_SETTINGS)}")
+        return cls(kind=kind, tau=tau, gamma=gamma, greedy=(how == "greedy"), **options)
 
     def replace(self, **kw) -> "CoTMode":
         return dataclasses.replace(self, **kw)
+
+
+MODE_OPTIONS = tuple(f.name for f in dataclasses.fields(CoTMode) if f.name.startswith(("multiplex_", "gumbel_")))
 
 
 # --------------------------------------------------------------------------- the rollout
@@ -247,6 +288,7 @@ class EvalConfig:
     n_samples: int = 32                              # rollouts per problem in *_sample settings (greedy: 1)
     gamma: float = DEFAULT_GAMMA                     # noise scale of soft/fuzzy sampling (sigma = gamma rms(E))
     tau: dict | None = None                          # per-kind CoT temperature overrides, e.g. {soft: 0.5}
+    mode_options: dict | None = None                 # multiplex_* / gumbel_* CoTMode fields, e.g. {multiplex_k: 2}
     rollout: RolloutConfig = field(default_factory=_eval_rollout_defaults)   # answers greedy, L = 512
     prompt_template: str = PAPER_PROMPT              # or the aliases "paper" / "toy"
     batch_size: int = 64                             # rollouts generated at once
@@ -262,9 +304,10 @@ class EvalConfig:
         self.rollout.validate(prefix + "rollout.")
         require(bool(self.data), prefix + "data", "required: a JSONL file of {id, question, answer} records")
         require(Path(self.data).exists(), prefix + "data", f"{self.data!r} does not exist")
-        require(len(self.settings) >= 1, prefix + "settings", f"empty; choose from {', '.join(SETTINGS)}")
+        require(len(self.settings) >= 1, prefix + "settings", f"empty; choose from {', '.join(ALL_SETTINGS)}")
         for s in self.settings:
-            require(s in SETTINGS, prefix + "settings", f"unknown setting {s!r}; allowed: {', '.join(SETTINGS)}")
+            require(s in ALL_SETTINGS, prefix + "settings",
+                    f"unknown setting {s!r}; allowed: {', '.join(ALL_SETTINGS)}")
         require(len(set(self.settings)) == len(self.settings), prefix + "settings", f"duplicates in {self.settings}")
         require(self.n_samples >= 1, prefix + "n_samples", f"got {self.n_samples}; must be >= 1")
         require(self.gamma >= 0, prefix + "gamma", f"got {self.gamma}; must be >= 0")
@@ -272,6 +315,13 @@ class EvalConfig:
             require(kind in DEFAULT_TAU, prefix + "tau", f"unknown kind {kind!r}; allowed: {' | '.join(DEFAULT_TAU)}")
             require(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0, prefix + f"tau.{kind}",
                     f"got {t!r}; a CoT temperature must be a number > 0")
+        for key, v in (self.mode_options or {}).items():
+            require(key in MODE_OPTIONS, prefix + f"mode_options.{key}",
+                    f"unknown option; allowed: {' | '.join(MODE_OPTIONS)}")
+            want = int if key.endswith("_k") else (int, float, type(None))
+            require(isinstance(v, want) and not isinstance(v, bool), prefix + f"mode_options.{key}",
+                    f"got {v!r}; {'an integer' if want is int else 'a number'}")
+            CoTMode(**{key: v}).validate(prefix + "mode_options.")
         template = resolve_template(self.prompt_template)
         require("{question}" in template, prefix + "prompt_template",
                 "must contain {question}, or be one of the aliases " + " | ".join(TEMPLATES))
@@ -286,7 +336,8 @@ class EvalConfig:
 
     def mode(self, setting: str) -> CoTMode:
         kind = setting.partition("_")[0]
-        return CoTMode.from_setting(setting, gamma=self.gamma, tau=(self.tau or {}).get(kind))
+        return CoTMode.from_setting(setting, gamma=self.gamma, tau=(self.tau or {}).get(kind),
+                                    **(self.mode_options or {}))
 
     def n_for(self, setting: str) -> int:
         return self.n_samples if setting.endswith("_sample") else 1

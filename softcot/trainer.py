@@ -1,4 +1,4 @@
-"""RL training of the chain of thought (hard, soft or fuzzy) with RLOO and exact densities.
+"""RL training of the chain of thought (hard, soft, fuzzy; or multiplex, gumbel) with RLOO and exact densities.
 
 Laptop (CPU, fp32):
     softcot train --config results/toy/configs/train.yaml model.name_or_path=results/toy/base \\

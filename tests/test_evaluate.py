@@ -1,7 +1,7 @@
 """softcot.evaluate: the six settings end to end on a tiny trained checkpoint (tests.helpers.train_answerer),
-shards and byte-identical resume (in process and after a real kill -9), the trainer's greedy validation
-score, the CLI's config file / flags / overrides (its errors are in tests/test_cli.py), and (where installed)
-SmolLM2-135M-Instruct on real GSM8K.
+the new kinds' own settings, shards and byte-identical resume (in process and after a real kill -9), the
+trainer's greedy validation score, the CLI's config file / flags / overrides (its errors are in
+tests/test_cli.py), and (where installed) SmolLM2-135M-Instruct on real GSM8K.
 
 The answerer answers every toy prompt with either " 3+4=7 The final answer is: \\boxed{7}" or
 " 3+5=8 ... \\boxed{8}" (about even odds), so sampled settings mix right and wrong answers and pass@k is not
@@ -146,6 +146,27 @@ def test_kill9_during_evaluation_then_rerun_gives_identical_results(answerer, tm
     assert files == sorted(q.relative_to(run) for q in run.rglob("*") if q.is_file() and q.name != "eval_log.jsonl")
     for f in files:
         assert (ref / f).read_bytes() == (run / f).read_bytes(), f
+
+
+def test_new_kinds_own_settings_record_their_options(answerer, answerer_model, tmp_path):
+    """multiplex_sample and gumbel_sample run beside a paper setting; their options reach the fingerprint and
+    the summary, a changed option refuses to mix shards, and the paper settings' fingerprints have no new keys."""
+    ckpt, data = answerer
+    model, tok = answerer_model
+    settings = ["hard_greedy", "multiplex_sample", "gumbel_sample"]
+    cfg = tiny_cfg(ckpt, data, settings=settings, mode_options={"multiplex_k": 2})
+    summary = evaluate(cfg, tmp_path, model=model, tok=tok, progress=False)
+    assert list(summary["settings"]) == settings
+    assert summary["settings"]["multiplex_sample"]["mode"] == {"kind": "multiplex", "tau": 1.0, "gamma": 0.33,
+                                                               "greedy": False, "multiplex_k": 2,
+                                                               "multiplex_gate": None}
+    assert summary["settings"]["gumbel_sample"]["mode"]["gumbel_top_k"] == 5
+    assert set(summary["settings"]["hard_greedy"]["mode"]) == {"kind", "tau", "gamma", "greedy"}
+    for s in settings[1:]:
+        m = summary["settings"][s]
+        assert m["n_samples"] == 4 and 0 <= m["pass1"] <= 1 and m["no_reward"] == 0
+    with pytest.raises(ResumeError, match="multiplex_k"):
+        evaluate(tiny_cfg(ckpt, data, settings=settings), tmp_path, model=model, tok=tok, progress=False)
 
 
 def test_changed_config_refuses_to_mix(evaluated, tmp_path):

@@ -1,5 +1,5 @@
-"""Counter-based randomness against independent oracles: the Python reference hash, uniformity, the normal
-distribution's moments, the categorical frequencies, and independence from how rows are batched."""
+"""Counter-based randomness against independent oracles: the Python reference hash, uniformity, the normal and
+Gumbel distributions, the categorical frequencies and lanes, and independence from how rows are batched."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,8 @@ import random
 import pytest
 import torch
 
-from softcot.rng import STREAM_COT, STREAM_NOISE, categorical, combine, hash32, normal, row_keys, uniform
+from softcot.rng import (STREAM_COT, STREAM_GUMBEL, STREAM_MULTIPLEX, STREAM_NOISE, categorical, combine, gumbel,
+                         hash32, inverse_cdf, normal, row_keys, uniform)
 
 
 def test_tensor_hash_equals_python_reference():
@@ -18,6 +19,17 @@ def test_tensor_hash_equals_python_reference():
     got = combine(torch.tensor(xs), torch.tensor(ys)).tolist()
     assert got == [combine(x, y) for x, y in zip(xs, ys)]
     assert hash32(0) == 0 and len({hash32(i) for i in range(10000)}) == 10000   # a bijection on 32 bits
+
+
+def test_uniforms_and_their_lanes_equal_the_python_reference():
+    """uniform(keys, stream, t[, lanes]) = (hash32(hash32(hash32(key ^ h(stream)) ^ h(t)) [^ h(lane)]) + 0.5) / 2^32
+    with h = hash32, row by row and lane by lane (the fast paths hash ints and lanes once)."""
+    keys = row_keys(3, 1, torch.arange(40), torch.arange(40) % 4)
+    one, many = uniform(keys, 7, 11), uniform(keys, 7, 11, 9)
+    for b in range(40):
+        k = hash32(hash32(int(keys[b]) ^ hash32(7)) ^ hash32(11))
+        assert one[b].item() == (k + 0.5) / 2 ** 32
+        assert many[b].tolist() == [(hash32(k ^ hash32(j)) + 0.5) / 2 ** 32 for j in range(9)]
 
 
 def test_keys_depend_on_every_component():
@@ -77,3 +89,26 @@ def test_categorical_matches_torch_distributions_log_probs(temperature):
     freq = torch.bincount(draws, minlength=6).double() / n
     ref = torch.distributions.Categorical(logits=logits / temperature).probs.double()
     torch.testing.assert_close(freq, ref, atol=0.015, rtol=0)
+
+
+def test_gumbels_follow_the_gumbel_distribution_and_the_rows_keys():
+    keys = row_keys(4, 1, torch.arange(3000), torch.zeros(3000, dtype=torch.long))
+    g = gumbel(keys, STREAM_GUMBEL, 2, 7, dtype=torch.float64)
+    assert g.shape == (3000, 7) and torch.equal(gumbel(keys[10:12], STREAM_GUMBEL, 2, 7, dtype=torch.float64), g[10:12])
+    x = g.flatten().sort().values
+    cdf = torch.distributions.Gumbel(0.0, 1.0).cdf(x)
+    n = x.numel()
+    ks = float(torch.maximum(torch.arange(1, n + 1) / n - cdf, cdf - torch.arange(n) / n).max())
+    assert ks < 1.63 / math.sqrt(n)                     # p = 0.01
+
+
+def test_inverse_cdf_lanes_reuse_the_single_draw_of_categorical():
+    """Lane j of inverse_cdf at the uniforms of categorical's stream gives categorical's token (multiplex draw 1
+    is hard mode's draw)."""
+    torch.manual_seed(1)
+    probs = torch.softmax(torch.randn(500, 11), -1)
+    keys = row_keys(3, 0, torch.arange(500), torch.zeros(500, dtype=torch.long))
+    u = torch.cat([uniform(keys, STREAM_COT, 4)[:, None], uniform(keys, STREAM_MULTIPLEX, 4, 2)], 1)
+    ids = inverse_cdf(probs, u)
+    assert ids.shape == (500, 3) and torch.equal(ids[:, 0], categorical(probs, keys, STREAM_COT, 4))
+    assert not torch.equal(ids[:, 1], ids[:, 0]) and not torch.equal(ids[:, 1], ids[:, 2])

