@@ -35,14 +35,10 @@ def check_config(config: dict) -> None:
                 from_dict(cls, dict(data or {}))
             except ConfigError as e:
                 _fail(key + ".", e)
-        model = {"name_or_path": "softcot/embedded-toy-base"}      # built by the pretrain rule
     else:
-        model = copy.deepcopy(config["base"]["model"])
         _check_sets(config)
-    settings = copy.deepcopy(config["train"]["settings"])
-    settings["model"] = {**model, **settings.get("model", {})}
-    settings.setdefault("data", {})
-    settings["data"].update(train=placeholder_file, val=placeholder_file)
+    model = _workflow_model(config)
+    settings = _train_settings(config)
     try:
         from_dict(TrainConfig, settings)
     except ConfigError as e:
@@ -66,6 +62,33 @@ def check_config(config: dict) -> None:
     for name in config["data"]["test_sets"] + config["data"]["ood_sets"]:
         if not toy and name not in config["data"].get("sets", {}):
             raise WorkflowConfigError(f"config key data.test_sets/ood_sets: {name!r} is not defined under data.sets")
+
+
+def _workflow_model(config: dict) -> dict:
+    if config["data"]["source"] == "toy":
+        return {"name_or_path": "softcot/embedded-toy-base"}      # built by the pretrain rule
+    return copy.deepcopy(config["base"]["model"])
+
+
+def _train_settings(config: dict) -> dict:
+    """train.settings as TrainConfig fields, with stand-ins for the model and data files the workflow makes."""
+    placeholder_file = str(Path(__file__))
+    model = _workflow_model(config)
+    settings = copy.deepcopy(config["train"]["settings"])
+    settings["model"] = {**model, **settings.get("model", {})}
+    settings.setdefault("data", {})
+    settings["data"].update(train=placeholder_file, val=placeholder_file)
+    return settings
+
+
+def train_config(config: dict) -> TrainConfig:
+    """The train jobs' typed config: train.settings over TrainConfig's defaults (softcot.schema, the one source
+    of defaults), for the rules that need a training value, e.g. the diagnostics' rollout budget. The model and
+    data are stand-ins; raises WorkflowConfigError naming the key."""
+    try:
+        return from_dict(TrainConfig, _train_settings(config))
+    except ConfigError as e:
+        _fail("train.settings.", e)
 
 
 def _check_sets(config: dict) -> None:

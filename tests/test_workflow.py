@@ -43,15 +43,35 @@ class Job:
     shell: str | None
 
     def commands(self) -> list[list[str]]:
-        """The shell command as argument lists, one per `&&` part, each without its output redirection."""
+        """The shell command as argument lists, one per `&&` part, each without its output redirection and its
+        leading environment assignments (`SOFTCOT_STRATEGY=ddp bash ...`: see `env`)."""
         parts, cur = [], []
         for token in [*shlex.split(self.shell or ""), "&&"]:
             if token == "&&":
-                parts.append(cur[:cur.index(">")] if ">" in cur else cur)
+                cur = cur[:cur.index(">")] if ">" in cur else cur
+                parts.append(cur[len(self._env(cur)):])
                 cur = []
             else:
                 cur.append(token)
         return [c for c in parts if c]
+
+    @staticmethod
+    def _env(argv: list[str]) -> list[str]:
+        n = next((i for i, a in enumerate(argv) if not re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", a, re.S)), len(argv))
+        return argv[:n]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment assignments in front of the last command."""
+        parts, cur = [], []
+        for token in [*shlex.split(self.shell or ""), "&&"]:
+            if token == "&&":
+                parts.append(cur)
+                cur = []
+            else:
+                cur.append(token)
+        last = [c for c in parts if c][-1]
+        return dict(a.split("=", 1) for a in self._env(last))
 
     @property
     def argv(self) -> list[str]:
@@ -97,6 +117,14 @@ def train_overrides(argv: list[str]) -> list[str]:
     """The variant's overrides and the seed in `launch.sh GPU train --config CFG ... seed=K model.name_or_path=...`."""
     assert argv[:2] == ["bash", "workflow/scripts/launch.sh"] and argv[3:5] == ["train", "--config"], argv
     return argv[6:next(i for i, a in enumerate(argv) if a.startswith("model.name_or_path="))]
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    """{'optim': {'lr': 1e-5}} -> {'optim.lr': 1e-5}"""
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def grid(cfg=DEFAULT) -> list[str]:
@@ -163,6 +191,7 @@ def test_default_grid_plans_every_mode_and_seed():
             argv = only(jobs, "train", variant=m, seed=s).argv
             assert train_overrides(argv) == [f"mode.kind={m}", f"seed={s}"]
             assert argv[2] == "0" and argv[5] == "results/toy/configs/train.yaml"          # launch.sh GPUs: none
+            assert only(jobs, "train", variant=m, seed=s).env == {"SOFTCOT_STRATEGY": "ddp"}   # TrainConfig's default
             assert argv[6 + len(train_overrides(argv)):] == [
                 "model.name_or_path=results/toy/base", "data.train=results/toy/data/train.jsonl",
                 "data.val=results/toy/data/val.jsonl", f"output_dir=results/toy/train/{m}/seed{s}",
@@ -210,11 +239,13 @@ def test_study_plans_null_controls_and_levers(tmp_path):
             assert train_overrides(only(jobs, "train", variant=f"{m}-null", seed=s).argv) == [
                 f"mode.kind={m}", "shuffle_advantages=true", f"seed={s}"]
     expected = {"G16": ["group_size=16"], "slow": ["optim.lr=1e-05", "steps=120"],
-                "B16": ["prompts_per_step=16", "rollout_batch=128"]}
+                **{name: sorted(f"{k}={json.dumps(v)}" for k, v in flat(lever).items())
+                   for name, lever in DEFAULT["study"]["levers"].items()}}
     for name, overrides in expected.items():
         for s in (0, 1):
             job = only(jobs, "train", variant=f"soft-lever{name}", seed=s)
-            assert train_overrides(job.argv) == ["mode.kind=soft", *overrides, f"seed={s}"]
+            got = train_overrides(job.argv)
+            assert got[0] == "mode.kind=soft" and got[-1] == f"seed={s}" and sorted(got[1:-1]) == sorted(overrides)
             assert f"output_dir=results/toy/train/soft-lever{name}/seed{s}" in job.argv
     study = only(jobs, "study").argv
     models = grid() + [f"{m}-null_seed{s}" for m in modes for s in seeds] + [

@@ -28,9 +28,12 @@ validate(config, "../schemas/config.schema.yaml")
 
 # A second, semantic check with softcot's own typed configs (e.g. k > n, tau <= 0, missing files):
 # it runs when the DAG is built, so a bad config fails before any job starts, naming the key.
-from softcot.workflow_config import check_config
+from softcot.workflow_config import check_config, train_config
 
 check_config(config)
+# The train jobs' typed config (train.settings over softcot.schema's defaults): rules read training values,
+# e.g. the diagnostics' rollout budget, from here, so the defaults have one source.
+TRAIN = train_config(config)
 
 EXP = config["experiment"]
 RES = f"results/{EXP}"

@@ -19,11 +19,11 @@ rule diagnose_snr:
         f"{RES}/study/snr.json",
     params:
         model=base_model(),
-        template=lambda wc: config["train"]["settings"].get("data", {}).get("prompt_template", "paper"),
-        cot=lambda wc: config["train"]["settings"].get("rollout", {}).get("max_cot_tokens", 128),
-        ans=lambda wc: config["train"]["settings"].get("rollout", {}).get("max_answer_tokens", 32),
-        B=lambda wc: config["train"]["settings"].get("prompts_per_step", 2),
-        G=lambda wc: config["train"]["settings"].get("group_size", 32),
+        template=lambda wc: TRAIN.data.prompt_template,     # a function: the template's {question} is no wildcard
+        cot=TRAIN.rollout.max_cot_tokens,
+        ans=TRAIN.rollout.max_answer_tokens,
+        B=TRAIN.prompts_per_step,
+        G=TRAIN.group_size,
     threads: 1
     log:
         f"{LOGS}/study/snr.log",

@@ -31,7 +31,7 @@ rule train:
         ckpt=lambda wc: f"{CKPT}/train/{wc.variant}/seed{wc.seed}",
         base=base_model(),
         overrides=lambda wc: " ".join(variant_overrides(wc.variant)),
-        strategy=config["train"]["settings"].get("strategy", "ddp"),    # launch.sh: the accelerate config
+        strategy=TRAIN.strategy,    # launch.sh: the accelerate config
     threads: lambda wc: res("train", "threads", 1)
     resources:
         gpu=res("train", "gpu", 0),
