@@ -23,6 +23,10 @@ of `--diversity-prompts` prompts, in three conditions per mode, each scored with
   answer_sampling  the greedy CoT (hard argmax; soft/fuzzy sigma = 0), answer tokens sampled at T = 1
   both             sampled CoT and answers sampled at T = 1 (the training rollouts)
 reporting pass@1, pass@N, distinct final answers and distinct CoT texts (greedy shadows) per prompt.
+
+With `--positions 1 2 4 8 16 32` it also splits the CoT term's gradient over CoT position buckets (the marker
+step apart) against the answer term (softcot.positions); `--no-snr` skips the SNR estimates. The result also
+names the model's size (parameters, hidden size, layers).
 """
 from __future__ import annotations
 
@@ -66,7 +70,7 @@ def _stats(gs: list[torch.Tensor]) -> dict:
 
 
 def gradient_estimates(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, template: str, prompts: int,
-                       group: int, batches: int, seed: int, reward_fn) -> dict:
+                       group: int, batches: int, seed: int, reward_fn, micro_batch: int | None = None) -> dict:
     g = torch.Generator().manual_seed(seed)
     pick = torch.Generator().manual_seed(seed + 1)
     scorer = Scorer(model)
@@ -87,7 +91,7 @@ def gradient_estimates(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, 
                                  ("answer", adv, lambda t: t["answer"]),
                                  ("null", null, lambda t: t["cot"] + t["answer"])):
             model.zero_grad(set_to_none=True)
-            backward_microbatches(scorer, [ro], a, n, lambda t, a, f=terms_of: -(a * f(t)).sum() / n)
+            backward_microbatches(scorer, [ro], a, micro_batch or n, lambda t, a, f=terms_of: -(a * f(t)).sum() / n)
             out[key].append(_flat_grad(model))
     model.zero_grad(set_to_none=True)
     res = {key: _stats(gs) for key, gs in out.items()}
@@ -132,6 +136,14 @@ def diversity_sources(model, tok, records, kind: str, rcfg: RolloutConfig, templ
     return out
 
 
+def model_size(model) -> dict:
+    """Parameters and shape of a model, for the scale comparison."""
+    c = model.config
+    return {"n_params": sum(p.numel() for p in model.parameters()),
+            **{k: getattr(c, k, None) for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                                "num_attention_heads")}}
+
+
 def diagnose(cfg: DiagnoseConfig) -> dict:
     """Gradient statistics (and, with `diversity`, the diversity sources) of every mode in `cfg.modes`."""
     if cfg.threads:
@@ -140,15 +152,24 @@ def diagnose(cfg: DiagnoseConfig) -> dict:
     records = load_records(cfg.data)
     rcfg = RolloutConfig(max_cot_tokens=cfg.max_cot_tokens, max_answer_tokens=cfg.max_answer_tokens)
     reward_fn = load_reward(cfg.reward)
-    result = {"config": dataclasses.asdict(cfg), "modes": {}}
+    result = {"config": dataclasses.asdict(cfg), "model_size": model_size(model), "modes": {}}
     for kind in cfg.modes:
-        r = gradient_estimates(model, tok, records, CoTMode(kind, gamma=cfg.gamma), rcfg, cfg.template, cfg.prompts,
-                               cfg.group, cfg.batches, cfg.seed, reward_fn)
+        r = {}
+        if cfg.snr:
+            r = gradient_estimates(model, tok, records, CoTMode(kind, gamma=cfg.gamma), rcfg, cfg.template,
+                                   cfg.prompts, cfg.group, cfg.batches, cfg.seed, reward_fn, cfg.micro_batch)
+            print(f"{kind:6s} snr {r['total']['snr']:.4f} (null {r['null']['snr']:.4f}; unbiased "
+                  f"{r['total']['snr_unbiased']:.4f}, null {r['null']['snr_unbiased']:.4f})  "
+                  f"cot {r['cot']['snr']:.4f} |g| {r['cot']['grad_norm']:.3g}  "
+                  f"answer {r['answer']['snr']:.4f} |g| {r['answer']['grad_norm']:.3g}  reward {r['reward_mean']:.1f}")
         result["modes"][kind] = r
-        print(f"{kind:6s} snr {r['total']['snr']:.4f} (null {r['null']['snr']:.4f}; unbiased "
-              f"{r['total']['snr_unbiased']:.4f}, null {r['null']['snr_unbiased']:.4f})  "
-              f"cot {r['cot']['snr']:.4f} |g| {r['cot']['grad_norm']:.3g}  "
-              f"answer {r['answer']['snr']:.4f} |g| {r['answer']['grad_norm']:.3g}  reward {r['reward_mean']:.1f}")
+        if cfg.positions:
+            from softcot.positions import position_gradients
+            p = r["positions"] = position_gradients(
+                model, tok, records, CoTMode(kind, gamma=cfg.gamma), rcfg, cfg.template, cfg.prompts, cfg.group,
+                cfg.batches, cfg.seed, reward_fn, cfg.positions, cfg.micro_batch)
+            print(f"{kind:6s} CoT term |g| {p['cot']['grad_norm']:.3g} ({p['cot']['vs_answer']:.3g} x the answer "
+                  f"term's); by CoT step: " + "  ".join(f"{k} {v['share']:+.2f}" for k, v in p["buckets"].items()))
         if cfg.diversity:
             r["diversity"] = diversity_sources(model, tok, records, kind, rcfg, cfg.template, cfg.diversity,
                                                cfg.diversity_prompts, cfg.seed, reward_fn, cfg.gamma)
@@ -167,8 +188,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--modes", nargs="+")
     ap.add_argument("--gamma", type=float)
     for key in ("batches", "prompts", "group", "max-cot-tokens", "max-answer-tokens", "seed", "threads",
-                "diversity-prompts"):
+                "diversity-prompts", "micro-batch"):
         ap.add_argument(f"--{key}", type=int)
+    ap.add_argument("--positions", nargs="+", type=int, metavar="EDGE",
+                    help="also split the CoT term's gradient over CoT steps at these edges, e.g. 1 2 4 8 16 32")
+    ap.add_argument("--no-snr", dest="snr", action="store_const", const=False,
+                    help="skip the SNR estimates (e.g. with --positions alone)")
     ap.add_argument("--diversity", type=int, metavar="N",
                     help="also measure the sources of diversity with N samples per prompt (0 = skip)")
     ap.add_argument("--out", required=True)
