@@ -12,6 +12,7 @@
     softcot validate-config --kind train|eval FILE [key=value ...]    check a config without running it
     softcot plan      --config FILE [key=value ...]     per-GPU memory of a training config (DDP or FSDP)
     softcot tables / figures                            the paper's tables and figures from results/
+    softcot study gains|positions|scale|scale-figure    the study's own tables and figures from results/
 
 Every sub-command prints its own --help. A bad config value or input row ends any sub-command with one
 line on stderr naming the file, key or row, and exit code 2.
@@ -40,6 +41,7 @@ COMMANDS = {
     "diagnose": "softcot.diagnose",
     "validate-config": "softcot.cli",
     "plan": "softcot.plan",
+    "study": "softcot.study",
 }
 CONFIG_KINDS = {"train": "TrainConfig", "eval": "EvalConfig", "pretrain": "PretrainConfig", "ood": "OODConfig",
                 "diagnose": "DiagnoseConfig"}

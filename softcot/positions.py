@@ -6,11 +6,12 @@ so its gradient is the sum of the gradients of its parts. The scored steps go in
     marker: the step that completed the marker (the last step of a row whose CoT ended by the marker);
 so g_cot = sum_k g_k exactly. Steps after a row's CoT ended are holes, not scored: they carry no gradient.
 Per bucket and mode, over `batches` independent batches (B prompts x G rollouts, RLOO advantages):
-    grad_norm   mean |g_k|
+    grad_norm   mean |g_k|, and grad_norm_max, its largest over the batches (one batch can carry a spike)
     share       mean <g_k, g_cot> / |g_cot|^2: the part of |g_cot|^2 the bucket carries (the shares sum to 1;
                 one can be negative where a bucket pulls against the rest)
     vs_answer   mean |g_k| / |g_answer|, the answer term's gradient on the same batch
-    slots       mean scored steps in the bucket per batch
+    slots       mean scored steps in the bucket per batch, and steps_fraction, their share of all scored steps
+                (a bucket whose share exceeds its steps_fraction carries more than its steps' worth)
     snr_unbiased  the bucket's own gradient signal-to-noise across batches (softcot.diagnose)
 Each bucket's gradient comes from the training loss's own scorer (softcot.loss.Scorer) with only that bucket's
 steps scored and every CoT input in place, so the split follows the loss of any CoT mode.
@@ -132,10 +133,13 @@ def position_gradients(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, 
         return sum(xs) / len(xs) if xs else float("nan")
 
     buckets = {}
+    all_slots = sum(sum(v) for v in slots.values())
     for k in labels:
         s = _stats(grads[k])
-        buckets[k] = {"grad_norm": s["grad_norm"], "share": mean(share[k]), "vs_answer": mean(ratio[k]),
-                      "slots": mean(slots[k]), "snr_unbiased": s["snr_unbiased"]}
-    return {"edges": list(edges), "buckets": buckets, "batches": batches,
+        buckets[k] = {"grad_norm": s["grad_norm"], "grad_norm_max": max(float(x.norm()) for x in grads[k]),
+                      "share": mean(share[k]), "vs_answer": mean(ratio[k]),
+                      "slots": mean(slots[k]), "steps_fraction": sum(slots[k]) / all_slots if all_slots else 0.0,
+                      "snr_unbiased": s["snr_unbiased"]}
+    return {"edges": list(edges), "labels": labels, "buckets": buckets, "batches": batches,
             "cot": {**_stats(grads["cot"]), "vs_answer": mean(ratio["cot"])}, "answer": _stats(grads["answer"]),
             "rows_ended_by_marker": mean(rows_by_marker)}
