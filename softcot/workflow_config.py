@@ -48,6 +48,7 @@ def check_config(config: dict) -> None:
             from_dict(TrainConfig, merge(copy.deepcopy(settings), copy.deepcopy(lever)))
         except ConfigError as e:
             _fail(f"study.levers.{name}.", e)
+    _check_study_extras(config)
     ev = copy.deepcopy(config["eval"])
     ev["model"] = {**model, **ev.get("model", {})}
     ev["data"] = placeholder_file
@@ -89,6 +90,32 @@ def train_config(config: dict) -> TrainConfig:
         return from_dict(TrainConfig, _train_settings(config))
     except ConfigError as e:
         _fail("train.settings.", e)
+
+
+def scaled_pretrain(config: dict, name: str) -> dict:
+    """The pretrain section with study.scale.bases.<name>'s overrides over it (the scaled base's config)."""
+    bases = config.get("study", {}).get("scale", {}).get("bases", {})
+    if name not in bases:
+        raise WorkflowConfigError(f"config key study.scale.bases: no base {name!r}; configured: {sorted(bases)}")
+    return merge(copy.deepcopy(config.get("pretrain") or {}), copy.deepcopy(bases[name]))
+
+
+def _check_study_extras(config: dict) -> None:
+    """study.positions edges in increasing order; each study.scale base a valid pre-training config, toy only."""
+    study = config.get("study", {})
+    edges = study.get("positions", {}).get("edges", [])
+    if any(b <= a for a, b in zip(edges, edges[1:])):
+        raise WorkflowConfigError(f"config key study.positions.edges: got {edges}; give increasing CoT steps, "
+                                  f"e.g. [1, 2, 4, 8, 16, 32]")
+    bases = study.get("scale", {}).get("bases", {})
+    if bases and config["data"]["source"] != "toy":
+        # presets inherit config.yaml's study section: their study runs without the scale part (study.smk)
+        return
+    for name in bases:
+        try:
+            from_dict(PretrainConfig, scaled_pretrain(config, name))
+        except ConfigError as e:
+            _fail(f"study.scale.bases.{name}.", e)
 
 
 def _check_sets(config: dict) -> None:
