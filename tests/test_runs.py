@@ -151,6 +151,13 @@ def test_kinds_are_the_schemas_kinds():
     assert tuple(schema["$defs"]["kind"]["enum"]) == runs.KINDS
 
 
+def test_scale_names_are_the_schemas_scale_names():
+    """A name that study.scale.bases accepts must make a valid run name, and the other way round."""
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    pattern = schema["properties"]["study"]["properties"]["scale"]["properties"]["bases"]["propertyNames"]["pattern"]
+    assert pattern == f"^{runs.SCALE_RE}$"
+
+
 def test_module_is_torch_free():
     code = ("import sys; import softcot.runs; "
             "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'yaml', 'numpy') "
