@@ -416,7 +416,9 @@ def positions_figure(path: str, out: str, style: dict) -> None:
                      color=_color(mode), label=mode)
     axes[1].axhline(1, color="0.5", lw=0.8, linestyle="--")
     axes[1].set_yscale("log")
-    for ax, ylabel in ((axes[0], "share of |g_CoT|²"), (axes[1], "|g_bucket| / |g_answer|")):
+    if axes[1].get_ylim()[0] < 1e-2:          # a bucket with ~no gradient (e.g. a certain first token) sits below
+        axes[1].set_ylim(bottom=1e-2)
+    for ax, ylabel in ((axes[0], "share of |g_CoT|²"), (axes[1], "|g_bucket| / |g_answer| (below: ~0)")):
         ax.set_xticks(range(len(labels)), labels)
         ax.set(xlabel="CoT step", ylabel=ylabel)
         ax.legend(fontsize="small")
