@@ -38,7 +38,7 @@ import torch
 from softcot.config import load_config
 from softcot.data import load_records
 from softcot.io import write_json
-from softcot.loss import Scorer, backward_microbatches, rloo_advantages
+from softcot.loss import Scorer, microbatches, rloo_advantages
 from softcot.modeling import ModelConfig, load_model, model_fields
 from softcot.passk import pass_at_k
 from softcot.prompt import build_prompt
@@ -69,6 +69,26 @@ def _stats(gs: list[torch.Tensor]) -> dict:
             "grad_norm": float(G.norm(dim=1).mean())}
 
 
+def term_gradients(model, scorer, ro, adv: torch.Tensor, null: torch.Tensor, micro_batch: int | None = None) -> dict:
+    """Flat gradients of the loss's CoT term and answer term under the advantages `adv`, and of the whole loss
+    under the `null` advantages, -(1/n) sum_g A_g l_g as in training: one teacher-forced pass per micro-batch
+    serves all three (the scoring pass is the dearest part after the backward passes)."""
+    n = len(adv)
+    params = [p for p in model.parameters()]
+    out = {k: torch.zeros(sum(p.numel() for p in params)) for k in ("cot", "answer", "null")}
+    for sub, a in microbatches([ro], torch.stack([adv, null], 1), micro_batch or n):
+        t = scorer(sub)
+        losses = {"cot": -(a[:, 0] * t["cot"]).sum() / n, "answer": -(a[:, 0] * t["answer"]).sum() / n,
+                  "null": -(a[:, 1] * (t["cot"] + t["answer"])).sum() / n}
+        for i, (key, loss) in enumerate(losses.items()):
+            if not loss.requires_grad:                      # nothing scored in this micro-batch
+                continue
+            gs = torch.autograd.grad(loss, params, retain_graph=i < len(losses) - 1, allow_unused=True)
+            out[key] += torch.cat([(g if g is not None else torch.zeros_like(p)).flatten().float()
+                                   for g, p in zip(gs, params)])
+    return out
+
+
 def gradient_estimates(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, template: str, prompts: int,
                        group: int, batches: int, seed: int, reward_fn, micro_batch: int | None = None) -> dict:
     g = torch.Generator().manual_seed(seed)
@@ -86,13 +106,10 @@ def gradient_estimates(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, 
         rewards_seen += [r for r in rewards if r is not None]
         adv = rloo_advantages(rewards, group)
         null = adv[torch.randperm(len(adv), generator=pick)]
-        n = len(adv)
-        for key, a, terms_of in (("total", adv, lambda t: t["cot"] + t["answer"]), ("cot", adv, lambda t: t["cot"]),
-                                 ("answer", adv, lambda t: t["answer"]),
-                                 ("null", null, lambda t: t["cot"] + t["answer"])):
-            model.zero_grad(set_to_none=True)
-            backward_microbatches(scorer, [ro], a, micro_batch or n, lambda t, a, f=terms_of: -(a * f(t)).sum() / n)
-            out[key].append(_flat_grad(model))
+        grads = term_gradients(model, scorer, ro, adv, null, micro_batch)
+        for key in ("cot", "answer", "null"):
+            out[key].append(grads[key])
+        out["total"].append(grads["cot"] + grads["answer"])        # the loss is the sum of its two terms
     model.zero_grad(set_to_none=True)
     res = {key: _stats(gs) for key, gs in out.items()}
     res["reward_mean"] = sum(rewards_seen) / max(1, len(rewards_seen))
