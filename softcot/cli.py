@@ -13,6 +13,7 @@
     softcot plan      --config FILE [key=value ...]     per-GPU memory of a training config (DDP or FSDP)
     softcot tables / figures                            the paper's tables and figures from results/
     softcot docs      --results DIR --out FILE          docs/results.md: findings, tables, figures of one experiment
+    softcot study gains|positions|scale|scale-figure    the study's own tables and figures from results/
 
 Every sub-command prints its own --help. A bad config value or input row ends any sub-command with one
 line on stderr naming the file, key or row, and exit code 2.
@@ -42,6 +43,7 @@ COMMANDS = {
     "diagnose": "softcot.diagnose",
     "validate-config": "softcot.cli",
     "plan": "softcot.plan",
+    "study": "softcot.study",
 }
 CONFIG_KINDS = {"train": "TrainConfig", "eval": "EvalConfig", "pretrain": "PretrainConfig", "ood": "OODConfig",
                 "diagnose": "DiagnoseConfig"}

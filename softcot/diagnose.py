@@ -23,6 +23,10 @@ of `--diversity-prompts` prompts, in three conditions per mode, each scored with
   answer_sampling  the greedy CoT (hard argmax; soft/fuzzy sigma = 0), answer tokens sampled at T = 1
   both             sampled CoT and answers sampled at T = 1 (the training rollouts)
 reporting pass@1, pass@N, distinct final answers and distinct CoT texts (greedy shadows) per prompt.
+
+With `--positions 1 2 4 8 16 32` it also splits the CoT term's gradient over CoT position buckets (the marker
+step apart) against the answer term (softcot.positions); `--no-snr` skips the SNR estimates. The result also
+names the model's size (parameters, hidden size, layers).
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ import torch
 from softcot.config import load_config
 from softcot.data import load_records
 from softcot.io import write_json
-from softcot.loss import Scorer, backward_microbatches, rloo_advantages
+from softcot.loss import Scorer, microbatches, rloo_advantages
 from softcot.modeling import ModelConfig, load_model, model_fields
 from softcot.passk import pass_at_k
 from softcot.prompt import build_prompt
@@ -65,8 +69,28 @@ def _stats(gs: list[torch.Tensor]) -> dict:
             "grad_norm": float(G.norm(dim=1).mean())}
 
 
+def term_gradients(model, scorer, ro, adv: torch.Tensor, null: torch.Tensor, micro_batch: int | None = None) -> dict:
+    """Flat gradients of the loss's CoT term and answer term under the advantages `adv`, and of the whole loss
+    under the `null` advantages, -(1/n) sum_g A_g l_g as in training: one teacher-forced pass per micro-batch
+    serves all three (the scoring pass is the dearest part after the backward passes)."""
+    n = len(adv)
+    params = [p for p in model.parameters()]
+    out = {k: torch.zeros(sum(p.numel() for p in params)) for k in ("cot", "answer", "null")}
+    for sub, a in microbatches([ro], torch.stack([adv, null], 1), micro_batch or n):
+        t = scorer(sub)
+        losses = {"cot": -(a[:, 0] * t["cot"]).sum() / n, "answer": -(a[:, 0] * t["answer"]).sum() / n,
+                  "null": -(a[:, 1] * (t["cot"] + t["answer"])).sum() / n}
+        for i, (key, loss) in enumerate(losses.items()):
+            if not loss.requires_grad:                      # nothing scored in this micro-batch
+                continue
+            gs = torch.autograd.grad(loss, params, retain_graph=i < len(losses) - 1, allow_unused=True)
+            out[key] += torch.cat([(g if g is not None else torch.zeros_like(p)).flatten().float()
+                                   for g, p in zip(gs, params)])
+    return out
+
+
 def gradient_estimates(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, template: str, prompts: int,
-                       group: int, batches: int, seed: int, reward_fn) -> dict:
+                       group: int, batches: int, seed: int, reward_fn, micro_batch: int | None = None) -> dict:
     g = torch.Generator().manual_seed(seed)
     pick = torch.Generator().manual_seed(seed + 1)
     scorer = Scorer(model)
@@ -82,13 +106,10 @@ def gradient_estimates(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, 
         rewards_seen += [r for r in rewards if r is not None]
         adv = rloo_advantages(rewards, group)
         null = adv[torch.randperm(len(adv), generator=pick)]
-        n = len(adv)
-        for key, a, terms_of in (("total", adv, lambda t: t["cot"] + t["answer"]), ("cot", adv, lambda t: t["cot"]),
-                                 ("answer", adv, lambda t: t["answer"]),
-                                 ("null", null, lambda t: t["cot"] + t["answer"])):
-            model.zero_grad(set_to_none=True)
-            backward_microbatches(scorer, [ro], a, n, lambda t, a, f=terms_of: -(a * f(t)).sum() / n)
-            out[key].append(_flat_grad(model))
+        grads = term_gradients(model, scorer, ro, adv, null, micro_batch)
+        for key in ("cot", "answer", "null"):
+            out[key].append(grads[key])
+        out["total"].append(grads["cot"] + grads["answer"])        # the loss is the sum of its two terms
     model.zero_grad(set_to_none=True)
     res = {key: _stats(gs) for key, gs in out.items()}
     res["reward_mean"] = sum(rewards_seen) / max(1, len(rewards_seen))
@@ -132,6 +153,14 @@ def diversity_sources(model, tok, records, kind: str, rcfg: RolloutConfig, templ
     return out
 
 
+def model_size(model) -> dict:
+    """Parameters and shape of a model, for the scale comparison."""
+    c = model.config
+    return {"n_params": sum(p.numel() for p in model.parameters()),
+            **{k: getattr(c, k, None) for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
+                                                "num_attention_heads")}}
+
+
 def diagnose(cfg: DiagnoseConfig) -> dict:
     """Gradient statistics (and, with `diversity`, the diversity sources) of every mode in `cfg.modes`."""
     if cfg.threads:
@@ -140,15 +169,24 @@ def diagnose(cfg: DiagnoseConfig) -> dict:
     records = load_records(cfg.data)
     rcfg = RolloutConfig(max_cot_tokens=cfg.max_cot_tokens, max_answer_tokens=cfg.max_answer_tokens)
     reward_fn = load_reward(cfg.reward)
-    result = {"config": dataclasses.asdict(cfg), "modes": {}}
+    result = {"config": dataclasses.asdict(cfg), "model_size": model_size(model), "modes": {}}
     for kind in cfg.modes:
-        r = gradient_estimates(model, tok, records, CoTMode(kind, gamma=cfg.gamma), rcfg, cfg.template, cfg.prompts,
-                               cfg.group, cfg.batches, cfg.seed, reward_fn)
+        r = {}
+        if cfg.snr:
+            r = gradient_estimates(model, tok, records, CoTMode(kind, gamma=cfg.gamma), rcfg, cfg.template,
+                                   cfg.prompts, cfg.group, cfg.batches, cfg.seed, reward_fn, cfg.micro_batch)
+            print(f"{kind:6s} snr {r['total']['snr']:.4f} (null {r['null']['snr']:.4f}; unbiased "
+                  f"{r['total']['snr_unbiased']:.4f}, null {r['null']['snr_unbiased']:.4f})  "
+                  f"cot {r['cot']['snr']:.4f} |g| {r['cot']['grad_norm']:.3g}  "
+                  f"answer {r['answer']['snr']:.4f} |g| {r['answer']['grad_norm']:.3g}  reward {r['reward_mean']:.1f}")
         result["modes"][kind] = r
-        print(f"{kind:6s} snr {r['total']['snr']:.4f} (null {r['null']['snr']:.4f}; unbiased "
-              f"{r['total']['snr_unbiased']:.4f}, null {r['null']['snr_unbiased']:.4f})  "
-              f"cot {r['cot']['snr']:.4f} |g| {r['cot']['grad_norm']:.3g}  "
-              f"answer {r['answer']['snr']:.4f} |g| {r['answer']['grad_norm']:.3g}  reward {r['reward_mean']:.1f}")
+        if cfg.positions:
+            from softcot.positions import position_gradients
+            p = r["positions"] = position_gradients(
+                model, tok, records, CoTMode(kind, gamma=cfg.gamma), rcfg, cfg.template, cfg.prompts, cfg.group,
+                cfg.batches, cfg.seed, reward_fn, cfg.positions, cfg.micro_batch)
+            print(f"{kind:6s} CoT term |g| {p['cot']['grad_norm']:.3g} ({p['cot']['vs_answer']:.3g} x the answer "
+                  f"term's); by CoT step: " + "  ".join(f"{k} {v['share']:+.2f}" for k, v in p["buckets"].items()))
         if cfg.diversity:
             r["diversity"] = diversity_sources(model, tok, records, kind, rcfg, cfg.template, cfg.diversity,
                                                cfg.diversity_prompts, cfg.seed, reward_fn, cfg.gamma)
@@ -167,8 +205,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--modes", nargs="+")
     ap.add_argument("--gamma", type=float)
     for key in ("batches", "prompts", "group", "max-cot-tokens", "max-answer-tokens", "seed", "threads",
-                "diversity-prompts"):
+                "diversity-prompts", "micro-batch"):
         ap.add_argument(f"--{key}", type=int)
+    ap.add_argument("--positions", nargs="+", type=int, metavar="EDGE",
+                    help="also split the CoT term's gradient over CoT steps at these edges, e.g. 1 2 4 8 16 32")
+    ap.add_argument("--no-snr", dest="snr", action="store_const", const=False,
+                    help="skip the SNR estimates (e.g. with --positions alone)")
     ap.add_argument("--diversity", type=int, metavar="N",
                     help="also measure the sources of diversity with N samples per prompt (0 = skip)")
     ap.add_argument("--out", required=True)

@@ -434,6 +434,10 @@ class DiagnoseConfig:
     threads: int | None = None
     diversity: int = 0                               # samples per prompt for the diversity sources (0 = skip)
     diversity_prompts: int = 64
+    snr: bool = True                                 # the gradient SNR per mode and loss term (false: skip)
+    positions: list[int] = field(default_factory=list)   # CoT step edges of the CoT term's split over positions,
+                                                     # e.g. [1, 2, 4, 8, 16, 32] (softcot.positions; [] = skip)
+    micro_batch: int | None = None                   # rollouts per forward/backward (None: the whole batch)
 
     def validate(self, prefix: str = "") -> None:
         require(bool(self.model), prefix + "model", "required: a model directory, hub id or 'smollm2'")
@@ -444,5 +448,12 @@ class DiagnoseConfig:
             require(getattr(self, key) >= 1, prefix + key, f"got {getattr(self, key)}; must be >= 1")
         require(self.group >= 2, prefix + "group", f"got {self.group}; RLOO needs >= 2 rollouts per prompt")
         require(self.diversity >= 0, prefix + "diversity", f"got {self.diversity}; must be >= 0")
+        require(not self.positions or (self.positions[0] >= 1 and all(b > a for a, b in zip(self.positions,
+                                                                                         self.positions[1:]))),
+                prefix + "positions", f"got {self.positions}; increasing CoT step indices >= 1, e.g. [1, 2, 4, 8]")
+        require(self.micro_batch is None or self.micro_batch >= 1, prefix + "micro_batch",
+                f"got {self.micro_batch}; must be >= 1 or null")
+        require(self.snr or self.positions or self.diversity, prefix + "snr",
+                "false with no positions and no diversity leaves nothing to measure")
         require("{question}" in resolve_template(self.template), prefix + "template",
                 "must contain {question}, or be an alias: paper | toy")

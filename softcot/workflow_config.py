@@ -35,14 +35,10 @@ def check_config(config: dict) -> None:
                 from_dict(cls, dict(data or {}))
             except ConfigError as e:
                 _fail(key + ".", e)
-        model = {"name_or_path": "softcot/embedded-toy-base"}      # built by the pretrain rule
     else:
-        model = copy.deepcopy(config["base"]["model"])
         _check_sets(config)
-    settings = copy.deepcopy(config["train"]["settings"])
-    settings["model"] = {**model, **settings.get("model", {})}
-    settings.setdefault("data", {})
-    settings["data"].update(train=placeholder_file, val=placeholder_file)
+    model = _workflow_model(config)
+    settings = _train_settings(config)
     try:
         from_dict(TrainConfig, settings)
     except ConfigError as e:
@@ -52,6 +48,7 @@ def check_config(config: dict) -> None:
             from_dict(TrainConfig, merge(copy.deepcopy(settings), copy.deepcopy(lever)))
         except ConfigError as e:
             _fail(f"study.levers.{name}.", e)
+    _check_study_extras(config)
     ev = copy.deepcopy(config["eval"])
     ev["model"] = {**model, **ev.get("model", {})}
     ev["data"] = placeholder_file
@@ -66,6 +63,59 @@ def check_config(config: dict) -> None:
     for name in config["data"]["test_sets"] + config["data"]["ood_sets"]:
         if not toy and name not in config["data"].get("sets", {}):
             raise WorkflowConfigError(f"config key data.test_sets/ood_sets: {name!r} is not defined under data.sets")
+
+
+def _workflow_model(config: dict) -> dict:
+    if config["data"]["source"] == "toy":
+        return {"name_or_path": "softcot/embedded-toy-base"}      # built by the pretrain rule
+    return copy.deepcopy(config["base"]["model"])
+
+
+def _train_settings(config: dict) -> dict:
+    """train.settings as TrainConfig fields, with stand-ins for the model and data files the workflow makes."""
+    placeholder_file = str(Path(__file__))
+    model = _workflow_model(config)
+    settings = copy.deepcopy(config["train"]["settings"])
+    settings["model"] = {**model, **settings.get("model", {})}
+    settings.setdefault("data", {})
+    settings["data"].update(train=placeholder_file, val=placeholder_file)
+    return settings
+
+
+def train_config(config: dict) -> TrainConfig:
+    """The train jobs' typed config: train.settings over TrainConfig's defaults (softcot.schema, the one source
+    of defaults), for the rules that need a training value, e.g. the diagnostics' rollout budget. The model and
+    data are stand-ins; raises WorkflowConfigError naming the key."""
+    try:
+        return from_dict(TrainConfig, _train_settings(config))
+    except ConfigError as e:
+        _fail("train.settings.", e)
+
+
+def scaled_pretrain(config: dict, name: str) -> dict:
+    """The pretrain section with study.scale.bases.<name>'s overrides over it (the scaled base's config)."""
+    bases = config.get("study", {}).get("scale", {}).get("bases", {})
+    if name not in bases:
+        raise WorkflowConfigError(f"config key study.scale.bases: no base {name!r}; configured: {sorted(bases)}")
+    return merge(copy.deepcopy(config.get("pretrain") or {}), copy.deepcopy(bases[name]))
+
+
+def _check_study_extras(config: dict) -> None:
+    """study.positions edges in increasing order; each study.scale base a valid pre-training config, toy only."""
+    study = config.get("study", {})
+    edges = study.get("positions", {}).get("edges", [])
+    if any(b <= a for a, b in zip(edges, edges[1:])):
+        raise WorkflowConfigError(f"config key study.positions.edges: got {edges}; give increasing CoT steps, "
+                                  f"e.g. [1, 2, 4, 8, 16, 32]")
+    bases = study.get("scale", {}).get("bases", {})
+    if bases and config["data"]["source"] != "toy":
+        # presets inherit config.yaml's study section: their study runs without the scale part (study.smk)
+        return
+    for name in bases:
+        try:
+            from_dict(PretrainConfig, scaled_pretrain(config, name))
+        except ConfigError as e:
+            _fail(f"study.scale.bases.{name}.", e)
 
 
 def _check_sets(config: dict) -> None:

@@ -80,3 +80,27 @@ def test_cli_writes_snr_and_diversity(tmp_path, capsys):
     rows = diversity_table(str(out)).rows
     assert sorted((r[0], r[1]) for r in rows) == sorted((m, c) for m in ("hard", "soft")
                                                         for c in ("cot_noise", "answer_sampling", "both"))
+
+
+@pytest.mark.parametrize("kind", ["hard", "soft", "fuzzy"])
+def test_term_gradients_equal_one_backward_per_term(tmp_path, kind):
+    """The shared scoring pass gives each term's gradient as a separate backward through the training loss does."""
+    from softcot.diagnose import _flat_grad, term_gradients
+    from softcot.loss import Scorer, backward_microbatches, rloo_advantages
+    from softcot.modeling import ModelConfig, load_model
+    from softcot.rollout import rollout
+    from softcot.schema import CoTMode
+    model, tok = load_model(ModelConfig(name_or_path=str(save_tiny(tmp_path / "m", seed=2))), device="cpu")
+    ro = rollout(model, tok, [f"Q: {i}+1\nA:" for i in range(12)], CoTMode(kind),
+                 RolloutConfig(max_cot_tokens=6, max_answer_tokens=3), generator=torch.Generator().manual_seed(1))
+    adv = rloo_advantages([float(i % 3) for i in range(12)], 4)
+    null = adv[torch.randperm(12, generator=torch.Generator().manual_seed(0))]
+    scorer = Scorer(model)
+    got = term_gradients(model, scorer, ro, adv, null, micro_batch=5)
+    for key, a, f in (("cot", adv, lambda t: t["cot"]), ("answer", adv, lambda t: t["answer"]),
+                      ("null", null, lambda t: t["cot"] + t["answer"])):
+        model.zero_grad(set_to_none=True)
+        backward_microbatches(scorer, [ro], a, 5, lambda t, a, f=f: -(a * f(t)).sum() / 12)
+        ref = _flat_grad(model)
+        assert float(ref.norm()) > 0
+        assert torch.allclose(got[key], ref, rtol=1e-5, atol=1e-6 * float(ref.abs().max())), key

@@ -9,12 +9,13 @@ import re
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 
 import pytest
 import yaml
 
+from softcot import runs
 from softcot.config_layers import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,21 +43,38 @@ class Job:
     wildcards: dict
     output: list
     shell: str | None
+    input: list = dataclass_field(default_factory=list)
 
     def commands(self, with_env: bool = False) -> list[list[str]]:
         """The shell command as argument lists, one per `&&` part, each without its output redirection and
-        (unless with_env) without leading VAR=value assignments."""
+        (unless with_env) its leading environment assignments (`SOFTCOT_STRATEGY=ddp bash ...`: see `env`)."""
         parts, cur = [], []
         for token in [*shlex.split(self.shell or ""), "&&"]:
             if token == "&&":
                 cur = cur[:cur.index(">")] if ">" in cur else cur
-                while cur and not with_env and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", cur[0]):
-                    cur = cur[1:]
-                parts.append(cur)
+                parts.append(cur if with_env else cur[len(self._env(cur)):])
                 cur = []
             else:
                 cur.append(token)
         return [c for c in parts if c]
+
+    @staticmethod
+    def _env(argv: list[str]) -> list[str]:
+        n = next((i for i, a in enumerate(argv) if not re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", a, re.S)), len(argv))
+        return argv[:n]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment assignments in front of the last command."""
+        parts, cur = [], []
+        for token in [*shlex.split(self.shell or ""), "&&"]:
+            if token == "&&":
+                parts.append(cur)
+                cur = []
+            else:
+                cur.append(token)
+        last = [c for c in parts if c][-1]
+        return dict(a.split("=", 1) for a in self._env(last))
 
     @property
     def argv(self) -> list[str]:
@@ -78,7 +96,8 @@ def parse_jobs(out: str) -> list[Job]:
                           r"|This was a dry-run)|\Z)", block, re.M | re.S)       # a command may span lines
         wildcards = dict(kv.split("=", 1) for kv in (field("wildcards") or "").split(", ") if kv)
         jobs.append(Job(re.match(r"(?:local)?rule (\w+):", block)[1], wildcards,
-                        (field("output") or "").split(", "), None if not shell or shell[1] == "None" else shell[1]))
+                        (field("output") or "").split(", "), None if not shell or shell[1] == "None" else shell[1],
+                        (field("input") or "").split(", ")))
     return jobs
 
 
@@ -108,6 +127,14 @@ def train_overrides(argv: list[str]) -> list[str]:
     """The variant's overrides and the seed in `launch.sh GPU train --config CFG ... seed=K model.name_or_path=...`."""
     assert argv[:2] == ["bash", "workflow/scripts/launch.sh"] and argv[3:5] == ["train", "--config"], argv
     return argv[6:next(i for i, a in enumerate(argv) if a.startswith("model.name_or_path="))]
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    """{'optim': {'lr': 1e-5}} -> {'optim.lr': 1e-5}"""
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def grid(cfg=DEFAULT) -> list[str]:
@@ -179,6 +206,7 @@ def test_default_grid_plans_every_mode_and_seed():
             assert job.env == {"SOFTCOT_STRATEGY": "ddp"}                                # launch.sh: DDP if GPUs
             assert train_overrides(argv) == [f"mode.kind={m}", f"seed={s}"]
             assert argv[2] == "0" and argv[5] == "results/toy/configs/train.yaml"          # launch.sh GPUs: none
+            assert only(jobs, "train", variant=m, seed=s).env == {"SOFTCOT_STRATEGY": "ddp"}   # TrainConfig's default
             assert argv[6 + len(train_overrides(argv)):] == [
                 "model.name_or_path=results/toy/base", "data.train=results/toy/data/train.jsonl",
                 "data.val=results/toy/data/val.jsonl", f"output_dir=results/toy/train/{m}/seed{s}",
@@ -254,7 +282,7 @@ def test_study_plans_null_controls_and_levers(tmp_path):
     _, jobs = dry_run("study", "--configfile", str(extra))
     modes, seeds = DEFAULT["train"]["modes"], DEFAULT["train"]["seeds"]
     levers = {**DEFAULT["study"]["levers"], "G16": None, "slow": None}     # Snakemake merges the two configs
-    trains = [j for j in jobs if j.rule == "train"]
+    trains = [j for j in jobs if j.rule == "train" and not runs.parse_variant(j.wildcards["variant"]).scale]
     assert len(trains) == 2 * len(modes) * len(seeds) + len(levers) * 2
     assert {j.rule for j in jobs} >= {"study", "study_curves", "diagnose_snr"}
     for m in modes:
@@ -262,11 +290,13 @@ def test_study_plans_null_controls_and_levers(tmp_path):
             assert train_overrides(only(jobs, "train", variant=f"{m}-null", seed=s).argv) == [
                 f"mode.kind={m}", "shuffle_advantages=true", f"seed={s}"]
     expected = {"G16": ["group_size=16"], "slow": ["optim.lr=1e-05", "steps=120"],
-                "B16": ["prompts_per_step=16", "rollout_batch=128"]}
+                **{name: sorted(f"{k}={json.dumps(v)}" for k, v in flat(lever).items())
+                   for name, lever in DEFAULT["study"]["levers"].items()}}
     for name, overrides in expected.items():
         for s in (0, 1):
             job = only(jobs, "train", variant=f"soft-lever{name}", seed=s)
-            assert train_overrides(job.argv) == ["mode.kind=soft", *overrides, f"seed={s}"]
+            got = train_overrides(job.argv)
+            assert got[0] == "mode.kind=soft" and got[-1] == f"seed={s}" and sorted(got[1:-1]) == sorted(overrides)
             assert f"output_dir=results/toy/train/soft-lever{name}/seed{s}" in job.argv
     study = only(jobs, "study").argv
     models = grid() + [f"{m}-null_seed{s}" for m in modes for s in seeds] + [
@@ -277,6 +307,104 @@ def test_study_plans_null_controls_and_levers(tmp_path):
     assert set(values(curves, "--inputs")) == {f"results/toy/train/{m.replace('_seed', '/seed')}" for m in models[1:]}
     snr = only(jobs, "diagnose_snr").argv
     assert values(snr, "--modes") == ["hard", "soft", "fuzzy"] and values(snr, "--model") == ["results/toy/base"]
+
+
+def _diagnose_flags(argv: list[str]) -> dict:
+    """The sampling flags of a planned `softcot diagnose` (what it shares with the training jobs)."""
+    return {f: values(argv, f) for f in ("--prompts", "--group", "--max-cot-tokens", "--max-answer-tokens",
+                                          "--micro-batch", "--template", "--modes", "--batches")}
+
+
+def test_study_plans_the_scale_study_and_the_positions_split():
+    """Each scaled base is pre-trained as `pretrain` with its overrides; every scale variant trains from its own
+    base at the default settings; each base (the default's too) gets its diagnostics and evaluation; the
+    positions split runs on the default's base; the gains, positions and scale outputs belong to `study`."""
+    _, jobs = dry_run("study")
+    study, scale = DEFAULT["study"], DEFAULT["study"]["scale"]
+    bases = scale["bases"]
+    assert len(bases) == 2 and {j.wildcards["scale"] for j in jobs if j.rule == "pretrain_scaled_base"} == set(bases)
+    writer = ["python", "workflow/scripts/write_yaml.py"]
+    for name, over in bases.items():
+        cmds = only(jobs, "pretrain_scaled_base", scale=name).commands()
+        assert cmds[0][:3] == writer + [f"results/toy/configs/pretrain-scale{name}.yaml"]
+        assert json.loads(cmds[0][3]) == {**DEFAULT["pretrain"], **over} and cmds[0][4:] == ["threads=2"]
+        assert cmds[1] == ["softcot", "pretrain", "--data", "results/toy/data", "--config",
+                           f"results/toy/configs/pretrain-scale{name}.yaml", "--out", f"results/toy/base-scale{name}",
+                           "--ckpt-dir", f"checkpoints/toy/base-scale{name}"]
+        for m in study["modes"]:
+            for s in scale["seeds"]:
+                argv = only(jobs, "train", variant=f"{m}-scale{name}", seed=s).argv
+                assert train_overrides(argv) == [f"mode.kind={m}", f"seed={s}"]          # the default settings
+                assert f"model.name_or_path=results/toy/base-scale{name}" in argv
+                assert f"output_dir=results/toy/train/{m}-scale{name}/seed{s}" in argv
+    # the grid's runs start from the default's base
+    assert "model.name_or_path=results/toy/base" in only(jobs, "train", variant="soft", seed=0).argv
+    S = DEFAULT["train"]["settings"]
+    sampling = {"--prompts": [str(S["prompts_per_step"])], "--group": [str(S["group_size"])],
+                "--max-cot-tokens": [str(S["rollout"]["max_cot_tokens"])],
+                "--max-answer-tokens": [str(S["rollout"]["max_answer_tokens"])],
+                "--micro-batch": [str(S["micro_batch"])], "--template": [S["data"]["prompt_template"]],
+                "--modes": study["modes"]}
+    for base, path in [("base", "results/toy/base")] + [(f"base-scale{n}", f"results/toy/base-scale{n}") for n in bases]:
+        argv = only(jobs, "diagnose_base", model=base).argv
+        assert values(argv, "--model") == [path] and values(argv, "--out") == [f"results/toy/study/diagnose/{base}.json"]
+        assert _diagnose_flags(argv) == {**sampling, "--batches": [str(scale["batches"])]}
+        assert "--positions" not in argv and "--no-snr" not in argv
+        evaluate = only(jobs, "evaluate_model", model=base).argv
+        assert f"model.name_or_path={path}" in evaluate
+    pos = only(jobs, "diagnose_positions").argv
+    assert values(pos, "--model") == ["results/toy/base"] and "--no-snr" in pos
+    assert _diagnose_flags(pos) == {**sampling, "--batches": [str(study["positions"]["batches"])]}
+    assert f"positions={json.dumps(study['positions']['edges'])}" in pos
+    assert only(jobs, "study_positions").argv[:5] == ["softcot", "study", "positions", "--inputs",
+                                                      "results/toy/study/positions.json"]
+    scale_models = ["base"] + [f"{m}_seed{s}" for m in study["modes"] for s in scale["seeds"]]
+    for n in bases:
+        scale_models += [f"base-scale{n}"] + [f"{m}-scale{n}_seed{s}" for m in study["modes"] for s in scale["seeds"]]
+    scale_inputs = evals(scale_models, TEST_SETS[:1]) | {
+        f"results/toy/study/diagnose/{b}.json" for b in ["base"] + [f"base-scale{n}" for n in bases]}
+    for rule, out in (("study_scale", "results/toy/study/scale"), ("study_scale_figure", "results/toy/study/scale")):
+        argv = only(jobs, rule).argv
+        assert argv[:3] == ["softcot", "study", "scale" if rule == "study_scale" else "scale-figure"]
+        assert set(values(argv, "--inputs")) == scale_inputs and values(argv, "--test-set") == TEST_SETS[:1]
+        assert values(argv, "--out") == [out]
+    gains = only(jobs, "study_gains").argv
+    modes = DEFAULT["train"]["modes"]
+    assert values(gains, "--compare") == [f"{m}={m}-null" for m in modes] + [
+        f"{m}-leverlong={m}-leverlongnull" for m in study["modes"]]
+    gain_models = grid() + [f"{m}-null_seed{s}" for m in modes for s in DEFAULT["train"]["seeds"]] + [
+        f"{m}-lever{L}_seed{s}" for L in ("long", "longnull") for m in study["modes"] for s in study["seeds"]]
+    assert set(values(gains, "--inputs")) == evals(gain_models, TEST_SETS[:1]) | {
+        f"results/toy/train/{m.replace('_seed', '/seed')}" for m in gain_models[1:]}
+    assert {f"results/toy/study/{f}" for f in ("gains.md", "positions.md", "scale.md", "scale.png")} <= set(
+        only(jobs, "study").input)
+
+
+def test_scale_study_follows_its_config(tmp_path):
+    """Other bases, seeds and modes; no lever has a null control; a preset plans no scale study."""
+    extra = tmp_path / "scale.yaml"
+    extra.write_text("study:\n  modes: [soft]\n  levers:\n    slow: {optim: {lr: 1.0e-5}}\n"
+                     "  scale:\n    seeds: [3, 4]\n    batches: 5\n    bases:\n      w64: {hidden_size: 64, intermediate_size: 192}\n")
+    _, jobs = dry_run("study", "--configfile", str(extra))
+    rules = [j.rule for j in jobs]
+    # Snakemake merges mappings: the default's bases stay, w64 joins them
+    assert rules.count("pretrain_scaled_base") == 3 and rules.count("diagnose_base") == 4
+    for s in (3, 4):
+        assert "model.name_or_path=results/toy/base-scalew64" in only(jobs, "train", variant="soft-scalew64", seed=s).argv
+        assert "model.name_or_path=results/toy/base" in only(jobs, "train", variant="soft", seed=s).argv
+    assert not [j for j in jobs if j.rule == "train" and j.wildcards["variant"].startswith(("hard-scale", "fuzzy-scale"))]
+    assert values(only(jobs, "diagnose_base", model="base-scalew64").argv, "--batches") == ["5"]
+    assert json.loads(only(jobs, "pretrain_scaled_base", scale="w64").commands()[0][3]) == {
+        **DEFAULT["pretrain"], "hidden_size": 64, "intermediate_size": 192}
+    assert "soft-leverslow" in values(only(jobs, "study_gains").argv, "--compare")      # no null lever: alone
+    _, jobs = dry_run("study", "--configfile", "config/presets/llama3b_gsm8k.yaml")
+    assert not {"pretrain_scaled_base", "diagnose_base", "study_scale", "study_scale_figure"} & {j.rule for j in jobs}
+    assert "diagnose_positions" in {j.rule for j in jobs}
+
+
+def test_a_scale_variant_needs_its_base_configured():
+    rc, out = smk("results/toy/train/soft-scalexyz/seed0", "-n", "--cores", "1", "--nolock")
+    assert rc != 0 and "study.scale.bases has no base 'xyz'" in out, out[-2000:]
 
 
 def test_ablation_variants_train_with_their_mode_parameter():
@@ -429,6 +557,10 @@ BAD_CONFIGS = [
      "data.sets.train.path"),
     ("pretrain:\n  hidden_sizee: 3\n", "hidden_sizee"),
     ("study:\n  levers:\n    fast: {optim: {lr: -1}}\n", "study.levers.fast.optim.lr"),
+    ("study:\n  scale:\n    bases:\n      big: {hidden_sizee: 3}\n", "study.scale.bases.big.hidden_sizee"),
+    ("study:\n  scale:\n    bases:\n      big: {hidden_size: 100, num_heads: 8}\n", "study.scale.bases.big.hidden_size"),
+    ("study:\n  scale:\n    bases:\n      d-1: {hidden_size: 64}\n", "d-1"),
+    ("study:\n  positions: {edges: [4, 2]}\n", "study.positions.edges"),
     ("extends: nosuch.yaml\n", "nosuch.yaml: config file not found"),
 ]
 

@@ -28,9 +28,12 @@ validate(config, "../schemas/config.schema.yaml")
 
 # A second, semantic check with softcot's own typed configs (e.g. k > n, tau <= 0, missing files):
 # it runs when the DAG is built, so a bad config fails before any job starts, naming the key.
-from softcot.workflow_config import check_config
+from softcot.workflow_config import check_config, scaled_pretrain, train_config
 
 check_config(config)
+# The train jobs' typed config (train.settings over softcot.schema's defaults): rules read training values,
+# e.g. the diagnostics' rollout budget, from here, so the defaults have one source.
+TRAIN = train_config(config)
 
 EXP = config["experiment"]
 RES = f"results/{EXP}"
@@ -121,11 +124,38 @@ def train_dir(model):
 
 
 def model_path(model):
-    return base_model() if model == runs.BASE else f"{train_dir(model)}/model"
+    return base_of(model) if runs.parse_model(model).is_base else f"{train_dir(model)}/model"
 
 
 def model_inputs(wildcards):
-    return base_inputs() if wildcards.model == runs.BASE else [train_dir(wildcards.model)]
+    return (
+        base_inputs_of(wildcards.model) if runs.parse_model(wildcards.model).is_base else [train_dir(wildcards.model)]
+    )
+
+
+def base_of(model):
+    """The base a model starts from (itself for a base): the default's base, or for a scale variant's run and a
+    scaled base (softcot.runs: soft-scaled192_seed0, base-scaled192) the base pre-trained with
+    study.scale.bases.<name> (rule pretrain_scaled_base)."""
+    scale = runs.parse_model(model).base.scale
+    if scale is None:
+        return base_model()
+    bases = config["study"]["scale"]["bases"]
+    if not is_toy():
+        raise ValueError(
+            f"model {model!r}: config study.scale needs data.source toy (its bases are pre-trained "
+            f"on the toy demos); this experiment reads {config['data']['source']}"
+        )
+    if scale not in bases:
+        raise ValueError(
+            f"model {model!r}: config study.scale.bases has no base {scale!r}; configured: {sorted(bases)}"
+        )
+    return f"{RES}/{runs.scaled_base(scale)}"
+
+
+def base_inputs_of(model):
+    """The pre-trained base a model needs as an input file (none for a preset's hub model)."""
+    return [base_of(model)] if is_toy() else []
 
 
 def study_variants():

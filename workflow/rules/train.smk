@@ -24,14 +24,14 @@ rule train:
         cfg=f"{RES}/configs/train.yaml",
         train=f"{RES}/data/train.jsonl",
         val=f"{RES}/data/val.jsonl",
-        base=base_inputs,
+        base=lambda wc: base_inputs_of(runs.model_name(wc.variant, wc.seed)),
     output:
         directory(f"{RES}/train/{{variant}}/seed{{seed}}"),
     params:
         ckpt=lambda wc: f"{CKPT}/train/{wc.variant}/seed{wc.seed}",
-        base=base_model(),
+        base=lambda wc: base_of(runs.model_name(wc.variant, wc.seed)),  # a scale variant: its scaled base
         overrides=lambda wc: " ".join(variant_overrides(wc.variant)),
-        strategy=config["train"]["settings"].get("strategy", "ddp"),  # launch.sh: the accelerate config
+        strategy=TRAIN.strategy,  # launch.sh: the accelerate config
     threads: lambda wc: res("train", "threads", 1)
     resources:
         gpu=res("train", "gpu", 0),
