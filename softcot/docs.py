@@ -338,8 +338,28 @@ def _recorded_commits(res: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------- document
 
 
+def others_section(others: dict[str, str], test_set: str) -> str:
+    """Table 1 of other experiments of the same setup (fresh seeds, fresh data), each with its hard-mode gain."""
+    if not others:
+        return ""
+    out = ["## The same budget on other seeds and data", "",
+           "Each experiment below is the default's setup with one thing changed (its label). Its Table 1 is "
+           "read from its own results folder; the gain is hard training's greedy pass@1 under hard inference on "
+           f"`{test_set}` minus its own base's, mean ± sample std over its seeds.", ""]
+    for path, label in others.items():
+        res = Path(path)
+        rows = _csv(res, "table1")
+        if not rows:
+            out += [f"### `{res.name}`: {label}", "", f"No results yet: `{res}/tables/table1.csv` is missing.", ""]
+            continue
+        out += [f"### `{res.name}`: {label}", "", _gain_sentence(rows, test_set, "G1",
+                "greedy pass@1 under hard inference (%)"), "", _demote((res / "tables" / "table1.md").read_text(
+                    encoding="utf-8"), 2)]
+    return "\n".join(out)
+
+
 def build(results: str | Path, out: str | Path, test_sets: list[str] | None = None,
-          preset: str | None = None) -> str:
+          preset: str | None = None, others: dict[str, str] | None = None) -> str:
     """Write the document `out` (and its figures under out's folder/figures/); return its text."""
     res, out = Path(results), Path(out)
     if not (res / "tables").is_dir():
@@ -390,6 +410,8 @@ def build(results: str | Path, out: str | Path, test_sets: list[str] | None = No
     extras = extras_section(res, copies, rel)
     if extras:
         parts.append(extras)
+    if others:
+        parts.append(others_section(others, test_sets[0]))
     text = "\n".join(parts).rstrip() + "\n"
     for src, name in copies.items():
         with atomic_path(figdir / name) as tmp:
@@ -405,9 +427,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", default="docs/results.md", help="the document; figures go to its folder's figures/")
     ap.add_argument("--test-sets", nargs="+", help="default: the test sets of tables/table1.csv, in order")
     ap.add_argument("--preset", help="a paper preset: print the paper's rows beside ours")
+    ap.add_argument("--also", action="append", default=[], metavar="DIR=LABEL",
+                    help="another experiment's results folder and what it changed, shown with its Table 1")
     args = ap.parse_args(argv)
+    others = dict(a.split("=", 1) if "=" in a else (a, a) for a in args.also)
     try:
-        build(args.results, args.out, args.test_sets, args.preset)
+        build(args.results, args.out, args.test_sets, args.preset, others)
     except FileNotFoundError as e:
         raise DataError(str(e)) from None
     print(args.out)

@@ -131,3 +131,16 @@ def test_a_table_in_the_old_layout_names_the_fix(tmp_path):
     (res / "tables" / "table3_5.csv").write_text("section,method,HG\ntest,hard,47.1±0.5\n")
     with pytest.raises(DataError, match="snakemake --cores all table3_5"):
         docs.build(res, tmp_path / "docs" / "results.md", ["test"])
+
+
+def test_other_experiments_are_shown_with_their_table1_and_gain(tmp_path):
+    res = _tables(make_tree(tmp_path / "results" / "toy"), ["test", "test_hard"])
+    other = _tables(make_tree(tmp_path / "results" / "toy_seeds345"), ["test", "test_hard"])
+    missing = tmp_path / "results" / "toy_data1"
+    text = docs.build(res, tmp_path / "docs" / "results.md", ["test", "test_hard"],
+                      others={str(other): "RL seeds 3-5", str(missing): "toy data seed 1"})
+    section = text.split("## The same budget on other seeds and data", 1)[1]
+    assert "### `toy_seeds345`: RL seeds 3-5" in section
+    assert "moves from the base's 40.0 to: hard training to 45.0 ± 1.0" in section      # its own table1.csv
+    assert "#### Table 1 - hard inference" in section
+    assert "### `toy_data1`: toy data seed 1" in section and "table1.csv` is missing" in section

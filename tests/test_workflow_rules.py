@@ -20,7 +20,7 @@ def test_workflow_quotes_config_strings():
         for line in smk.read_text().splitlines():
             # every path or config value substituted into a shell command is quoted with :q
             for field in re.findall(r"\{(input|output|params)\.(\w+)\}", line):
-                if field[1] not in ("args", "overrides", "gguf", "data", "sets", "ood"):   # shlex.join-ed
+                if field[1] not in ("args", "overrides", "gguf", "data", "sets", "ood", "also"):   # shlex.join-ed
                     pytest.fail(f"{smk.name}: unquoted {{{field[0]}.{field[1]}}} in: {line.strip()}")
 
 

@@ -19,6 +19,9 @@ rule docs:
         figures=docs_figures(),
     params:
         args=TABLE_ENV_ARGS,
+        also=lambda wc: shlex.join(
+            a for name, label in config["docs"]["also"].items() for a in ("--also", f"results/{name}={label}")
+        ),
         res=lambda wc, input: os.path.dirname(os.path.dirname(input.tables[0])),  # results/<experiment>
     log:
         f"{LOGS}/docs.log",
@@ -26,4 +29,4 @@ rule docs:
         ENV
     localrule: True
     shell:
-        "softcot docs --results {params.res:q} {params.args} --out {output.md:q} > {log:q} 2>&1"
+        "softcot docs --results {params.res:q} {params.args} {params.also} --out {output.md:q} > {log:q} 2>&1"
