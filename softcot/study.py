@@ -20,115 +20,20 @@ CSV rows: section, dataset, the table's keys, metric, unit, mean, std, n, then o
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from softcot.io import atomic_path, write_text
 from softcot.runs import KINDS, base_of, parse_model, parse_variant
+from softcot.tables import Cell, Column, Table, difference, single, to_csv, to_markdown
 
 SETTING = "hard_greedy"           # the paper's headline inference: hard CoT, greedy answer
 
 
-# ---------------------------------------------------------------------------------------------- numbers
-
-@dataclass
-class Stat:
-    """The values one cell aggregates (per seed, or one measurement with seed None) and how to print them."""
-    values: list[float]
-    seeds: list[int | None]
-    spec: str = ".1f"
-    std_override: float | None = None       # a standard error where the cell is a difference of two means
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return sum(self.values) / self.n if self.values else math.nan
-
-    @property
-    def std(self) -> float:
-        if self.std_override is not None:
-            return self.std_override
-        if self.n < 2:
-            return math.nan
-        m = self.mean
-        return math.sqrt(sum((x - m) ** 2 for x in self.values) / (self.n - 1))
-
-    def text(self) -> str:
-        if not self.values or math.isnan(self.mean):
-            return "-"
-        sd = self.std
-        return f"{self.mean:{self.spec}}" if math.isnan(sd) else f"{self.mean:{self.spec}} ± {sd:{self.spec.lstrip('+')}}"
-
-
-def one(value: float | None, spec: str) -> Stat:
-    return Stat([] if value is None else [float(value)], [None], spec)
-
-
-def difference(a: Stat, b: Stat) -> Stat:
-    """a - b, with the standard error sqrt(sd_a^2 / n_a + sd_b^2 / n_b) (nan below two seeds on either side)."""
-    if not a.values or not b.values:
-        return Stat([], [])
-    se = math.sqrt(a.std ** 2 / a.n + b.std ** 2 / b.n) if a.n > 1 and b.n > 1 else math.nan
-    return Stat([a.mean - b.mean], [None], a.spec, std_override=se)
-
-
-@dataclass
-class Column:
-    metric: str
-    unit: str
-    header: str = ""
-
-
-@dataclass
-class Table:
-    section: str
-    title: str
-    keys: list[str]
-    columns: list[Column]
-    dataset: str = ""
-    rows: list[list] = field(default_factory=list)       # key strings, then one Stat or string per column
-    notes: list[str] = field(default_factory=list)
-
-
-def to_markdown(tables: list[Table]) -> str:
-    out = []
-    for t in tables:
-        header = t.keys + [c.header or c.metric for c in t.columns]
-        lines = [f"### {t.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(c.text() if isinstance(c, Stat) else str(c) for c in r) + " |" for r in t.rows]
-        out.append("\n".join(lines + [""] + t.notes) + "\n")
-    return "\n".join(out)
-
-
-def _num(x: float) -> str:
-    return "" if x is None or math.isnan(x) else format(x, ".10g")
-
-
-def to_csv(tables: list[Table]) -> str:
-    """One row per (section, dataset, keys, metric): unit, mean, std, n and each seed's value; strings left out."""
-    keys = list(dict.fromkeys(k for t in tables for k in t.keys))
-    seeds = sorted({s for t in tables for r in t.rows for c in r if isinstance(c, Stat) for s in c.seeds
-                    if s is not None})
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["section", "dataset", *keys, "metric", "unit", "mean", "std", "n", *[f"seed{s}" for s in seeds]])
-    for t in tables:
-        for r in t.rows:
-            key = dict(zip(t.keys, r))
-            for col, c in zip(t.columns, r[len(t.keys):]):
-                if not isinstance(c, Stat) or not c.values:
-                    continue
-                by_seed = {s: v for s, v in zip(c.seeds, c.values) if s is not None}
-                w.writerow([t.section, t.dataset, *[key.get(k, "") for k in keys], col.metric, col.unit,
-                            _num(c.mean), _num(c.std), c.n, *[_num(by_seed.get(s, math.nan)) for s in seeds]])
-    return buf.getvalue()
+def _col(metric: str, unit: str, label: str = "", dataset: str = "") -> Column:
+    return Column(metric, dataset, unit, label)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -159,14 +64,14 @@ def _base_value(pass1: dict, base: str, model: str) -> float:
     return pass1[base]
 
 
-def gain_stat(pass1: dict, variant: str) -> tuple[Stat, Stat]:
+def gain_stat(pass1: dict, variant: str) -> tuple[Cell, Cell]:
     """(pass@1, gain over the base) per seed of `variant`, in seed order."""
     models = sorted((m for m in pass1 if not parse_model(m).is_base and str(parse_model(m).variant) == variant),
                     key=lambda m: parse_model(m).seed)
     seeds = [parse_model(m).seed for m in models]
     vals = [pass1[m] for m in models]
     gains = [pass1[m] - _base_value(pass1, base_of(m), m) for m in models]
-    return Stat(vals, seeds), Stat(gains, seeds, "+.1f")
+    return Cell(vals, seeds), Cell(gains, seeds, "+.1f")
 
 
 def _setup(variant: str) -> str:
@@ -176,7 +81,7 @@ def _setup(variant: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- tables
 
-def verdict(diff: Stat) -> str:
+def verdict(diff: Cell) -> str:
     if not diff.values:
         return "-"
     if math.isnan(diff.std):
@@ -187,13 +92,14 @@ def verdict(diff: Stat) -> str:
 
 
 def gains_table(pass1: dict, best: dict, compare: list[tuple[str, str | None]], test_set: str) -> Table:
-    cols = [Column("G1", "%", f"{test_set} G1"), Column("G1 gain vs base", "points", "gain vs base"),
-            Column("null G1 gain vs base", "points", "null control's gain"),
-            Column("gain minus null gain", "points (std: standard error)", "gain − null gain"),
-            Column("verdict", "", "verdict"), Column("best step", "steps", "best steps")]
+    cols = [_col(*c, dataset=test_set) for c in (
+        ("G1", "%", f"{test_set} G1"), ("G1 gain vs base", "points", "gain vs base"),
+        ("null G1 gain vs base", "points", "null control's gain"),
+        ("gain minus null gain", "points (std: standard error)", "gain − null gain"), ("verdict", "", "verdict"),
+        ("best step", "steps", "best steps"))]
     t = Table("gains", f"Study - test gain of the best checkpoint over the base, beside the null control "
                        f"({test_set}, hard CoT, greedy answer, pass@1)", ["setup", "mode", "null control"], cols,
-              dataset=test_set, notes=[
+              notes=[
                   "gain: per seed, the trained model's (its best-validation checkpoint) greedy pass@1 minus its "
                   "base's, in points, mean ± sample std over seeds; null control: the same training with "
                   "advantages shuffled within each step (same noise, no signal).",
@@ -203,7 +109,7 @@ def gains_table(pass1: dict, best: dict, compare: list[tuple[str, str | None]], 
                   "(the model is the base)."])
     for variant, null in compare:
         g1, gain = gain_stat(pass1, variant)
-        ngain = gain_stat(pass1, null)[1] if null else Stat([], [])
+        ngain = gain_stat(pass1, null)[1] if null else Cell([], [])
         diff = difference(gain, ngain)
         have = [s for s in gain.seeds if f"{variant}_seed{s}" in best]
         steps = Listed([float(best[f"{variant}_seed{s}"]) for s in have], have, ".0f")
@@ -212,8 +118,8 @@ def gains_table(pass1: dict, best: dict, compare: list[tuple[str, str | None]], 
     return t
 
 
-class Listed(Stat):
-    """A Stat whose Markdown text lists its values (each seed's best step) instead of mean ± std."""
+class Listed(Cell):
+    """A Cell whose Markdown text lists its values (each seed's best step) instead of mean ± std."""
 
     def text(self) -> str:
         return ", ".join(f"{v:{self.spec}}" for v in self.values) or "-"
@@ -221,10 +127,10 @@ class Listed(Stat):
 
 def positions_table(path: str) -> Table:
     d = json.loads(Path(path).read_text())
-    cols = [Column("steps per batch", "count"), Column("share of steps", "fraction"),
-            Column("share of |g_CoT|^2", "fraction", "share of \\|g_CoT\\|²"),
-            Column("|g|", "gradient norm", "\\|g\\|"), Column("max |g|", "gradient norm", "max \\|g\\| (a batch)"),
-            Column("|g| / |g_answer|", "ratio", "\\|g\\| / \\|g_answer\\|"), Column("unbiased snr", "")]
+    cols = [_col("steps per batch", "count"), _col("share of steps", "fraction"),
+            _col("share of |g_CoT|^2", "fraction", "share of \\|g_CoT\\|²"),
+            _col("|g|", "gradient norm", "\\|g\\|"), _col("max |g|", "gradient norm", "max \\|g\\| (a batch)"),
+            _col("|g| / |g_answer|", "ratio", "\\|g\\| / \\|g_answer\\|"), _col("unbiased snr", "")]
     some = next(iter(d["modes"].values()))["positions"]
     t = Table("positions", "Study - where the CoT term's gradient comes from: its split over CoT steps on the "
                            "base model (softcot diagnose --positions)", ["mode", "CoT steps"], cols, notes=[
@@ -238,12 +144,12 @@ def positions_table(path: str) -> Table:
         p = d["modes"][mode]["positions"]
         for name in _labels(p):
             b = p["buckets"][name]
-            t.rows.append([mode, name, one(b["slots"], ".1f"), one(b["steps_fraction"], ".3f"), one(b["share"], "+.3f"),
-                           one(b["grad_norm"], ".3g"), one(b.get("grad_norm_max"), ".3g"), one(b["vs_answer"], ".3g"),
-                           one(b["snr_unbiased"], ".3f")])
-        t.rows.append([mode, "all", one(sum(b["slots"] for b in p["buckets"].values()), ".1f"), one(1.0, ".3f"),
-                       one(1.0, "+.3f"), one(p["cot"]["grad_norm"], ".3g"), one(None, ".3g"),
-                       one(p["cot"]["vs_answer"], ".3g"), one(p["cot"]["snr_unbiased"], ".3f")])
+            t.rows.append([mode, name, single(b["slots"], ".1f"), single(b["steps_fraction"], ".3f"), single(b["share"], "+.3f"),
+                           single(b["grad_norm"], ".3g"), single(b.get("grad_norm_max"), ".3g"), single(b["vs_answer"], ".3g"),
+                           single(b["snr_unbiased"], ".3f")])
+        t.rows.append([mode, "all", single(sum(b["slots"] for b in p["buckets"].values()), ".1f"), single(1.0, ".3f"),
+                       single(1.0, "+.3f"), single(p["cot"]["grad_norm"], ".3g"), single(None, ".3g"),
+                       single(p["cot"]["vs_answer"], ".3g"), single(p["cot"]["snr_unbiased"], ".3f")])
     return t
 
 
@@ -258,8 +164,8 @@ class ScalePoint:
     base: str
     size: dict
     base_pass1: float
-    gains: dict[str, Stat]
-    pass1: dict[str, Stat]
+    gains: dict[str, Cell]
+    pass1: dict[str, Cell]
     diag: dict
 
     @property
@@ -311,14 +217,15 @@ def _ratio(pt: ScalePoint, kind: str) -> float | None:
 
 
 def scale_table(points: list[ScalePoint], test_set: str) -> Table:
-    cols = [Column("params", "count"), Column("hidden size", "count", "d"), Column("base G1", "%", "base G1"),
-            Column("G1", "%", f"{test_set} G1"), Column("G1 gain vs base", "points", "gain vs base"),
-            Column("gain minus hard gain", "points (std: standard error)", "gain − hard's gain"),
-            Column("unbiased snr", "", "unbiased SNR"), Column("unbiased snr null", "", "null SNR"),
-            Column("CoT/answer gradient ratio", "ratio", "\\|g_CoT\\| / \\|g_answer\\|")]
+    cols = [_col(*c, dataset=test_set) for c in (
+        ("params", "count"), ("hidden size", "count", "d"), ("base G1", "%", "base G1"), ("G1", "%", f"{test_set} G1"),
+        ("G1 gain vs base", "points", "gain vs base"),
+        ("gain minus hard gain", "points (std: standard error)", "gain − hard's gain"),
+        ("unbiased snr", "", "unbiased SNR"), ("unbiased snr null", "", "null SNR"),
+        ("CoT/answer gradient ratio", "ratio", "\\|g_CoT\\| / \\|g_answer\\|"))]
     t = Table("scale", f"Study - model scale: RL gain at the default budget and gradient diagnostics per base "
                        f"model ({test_set}, hard CoT, greedy answer, pass@1)", ["base", "mode"], cols,
-              dataset=test_set, notes=[
+              notes=[
                   "gain: per seed, the trained model's (its best-validation checkpoint) greedy pass@1 minus its "
                   "base's, in points; gain − hard's gain: the mode's gap to hard training on the same base "
                   "(± standard error). SNR and |g_CoT| / |g_answer|: softcot diagnose on the base at the "
@@ -328,12 +235,12 @@ def scale_table(points: list[ScalePoint], test_set: str) -> Table:
     for pt in points:
         hard = pt.gains.get("hard")
         for kind in _kinds(set(pt.gains) | set(pt.diag)):
-            gain = pt.gains.get(kind, Stat([], []))
-            gap = difference(gain, hard) if hard is not None and kind != "hard" else Stat([], [])
-            t.rows.append([pt.base, kind, one(pt.n_params, ".3g"), one(pt.size.get("hidden_size"), ".0f"),
-                           one(pt.base_pass1, ".1f"), pt.pass1.get(kind, Stat([], [])), gain, gap,
-                           one(_snr(pt, kind), ".4f"), one(_snr(pt, kind, "null"), ".4f"),
-                           one(_ratio(pt, kind), ".3g")])
+            gain = pt.gains.get(kind, Cell([], []))
+            gap = difference(gain, hard) if hard is not None and kind != "hard" else Cell([], [])
+            t.rows.append([pt.base, kind, single(pt.n_params, ".3g"), single(pt.size.get("hidden_size"), ".0f"),
+                           single(pt.base_pass1, ".1f"), pt.pass1.get(kind, Cell([], [])), gain, gap,
+                           single(_snr(pt, kind), ".4f"), single(_snr(pt, kind, "null"), ".4f"),
+                           single(_ratio(pt, kind), ".3g")])
     return t
 
 
@@ -466,7 +373,7 @@ def main(argv: list[str]) -> int:
         positions_figure(args.inputs[0], args.out, style)
     else:
         tables = [scale_table(load_scale(args.inputs, args.test_set), args.test_set)]
-    md = to_markdown(tables)
+    md = "\n".join(to_markdown(t) for t in tables)
     write_text(args.out + ".md", md)
     write_text(args.out + ".csv", to_csv(tables))
     print(md)

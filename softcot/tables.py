@@ -38,6 +38,7 @@ class Cell:
     values: list[float]
     seeds: list[int | None]
     spec: str = ".1f"                 # format of the Markdown text
+    std_override: float | None = None  # a standard error, where the cell is a difference of two means
 
     @property
     def n(self) -> int:
@@ -49,18 +50,33 @@ class Cell:
 
     @property
     def std(self) -> float:
-        """Sample std over the runs; nan below two runs (no spread to measure)."""
+        """Sample std over the runs (or the given standard error); nan below two runs (no spread to measure)."""
+        if self.std_override is not None:
+            return self.std_override
         if self.n < 2:
             return math.nan
         m = self.mean
         return math.sqrt(sum((x - m) ** 2 for x in self.values) / (self.n - 1))
 
     def text(self) -> str:
-        if not self.values:
+        if not self.values or math.isnan(self.mean):
             return "-"
-        if self.n == 1:
+        if math.isnan(self.std):
             return f"{self.mean:{self.spec}}"
         return f"{self.mean:{self.spec}} ± {self.std:{self.spec.lstrip('+')}}"
+
+
+def single(value: float | None, spec: str) -> Cell:
+    """A cell holding one measurement without a seed (nothing where `value` is None)."""
+    return Cell([] if value is None else [float(value)], [None], spec)
+
+
+def difference(a: Cell, b: Cell) -> Cell:
+    """a - b, with the standard error sqrt(sd_a^2 / n_a + sd_b^2 / n_b) (nan below two seeds on either side)."""
+    if not a.values or not b.values:
+        return Cell([], [])
+    se = math.sqrt(a.std ** 2 / a.n + b.std ** 2 / b.n) if a.n > 1 and b.n > 1 else math.nan
+    return Cell([a.mean - b.mean], [None], a.spec, std_override=se)
 
 
 @dataclass
@@ -197,10 +213,6 @@ def table2(ood: dict) -> Table:
     return t
 
 
-def _one(value: float, spec: str) -> Cell:
-    return Cell([value], [None], spec)
-
-
 SNR_COLUMNS = (("snr (loss)", ("total", "snr"), ".4f"), ("snr null", ("null", "snr"), ".4f"),
                ("unbiased snr", ("total", "snr_unbiased"), ".4f"), ("unbiased null", ("null", "snr_unbiased"), ".4f"),
                ("snr CoT term", ("cot", "snr"), ".4f"), ("snr answer term", ("answer", "snr"), ".4f"),
@@ -216,8 +228,8 @@ def snr_table(path: str) -> Table:
         "snr = |mean g|^2 / mean |g|^2 over independent batches; the null row shuffles advantages "
         "(its snr is the noise floor, about 1/batches)."])
     for mode, r in d["modes"].items():
-        t.rows.append([mode] + [_one(r[a][b], spec) for _, (a, b), spec in SNR_COLUMNS]
-                      + [_one(r["reward_mean"], ".1f")])
+        t.rows.append([mode] + [single(r[a][b], spec) for _, (a, b), spec in SNR_COLUMNS]
+                      + [single(r["reward_mean"], ".1f")])
     return t
 
 
@@ -234,8 +246,8 @@ def diversity_table(path: str) -> Table:
     for mode, r in d["modes"].items():
         for cond, v in r.get("diversity", {}).items():
             pn = next(val for key, val in v.items() if key.startswith("pass@"))
-            t.rows.append([mode, cond, _one(100 * v["pass1"], ".1f"), _one(100 * pn, ".1f"),
-                           _one(v["distinct_answers"], ".2f"), _one(v["distinct_cots"], ".2f")])
+            t.rows.append([mode, cond, single(100 * v["pass1"], ".1f"), single(100 * pn, ".1f"),
+                           single(v["distinct_answers"], ".2f"), single(v["distinct_cots"], ".2f")])
     return t
 
 
