@@ -37,36 +37,15 @@ import torch
 
 from softcot.config import load_config
 from softcot.data import load_records
+from softcot.gradstats import grad_stats, sample_batch
 from softcot.io import write_json
-from softcot.loss import Scorer, microbatches, rloo_advantages
+from softcot.loss import Scorer, microbatches
 from softcot.modeling import ModelConfig, load_model, model_fields
 from softcot.passk import pass_at_k
 from softcot.prompt import build_prompt
 from softcot.rewards import CORRECT, call_reward, load_reward
 from softcot.rollout import rollout
 from softcot.schema import DEFAULT_GAMMA, CoTMode, DiagnoseConfig, RolloutConfig
-
-
-def _flat_grad(model) -> torch.Tensor:
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten().float()
-                      for p in model.parameters()])
-
-
-def _stats(gs: list[torch.Tensor]) -> dict:
-    G = torch.stack(gs)                                  # (n, P)
-    n = G.shape[0]
-    mean = G.mean(0)
-    second = G.pow(2).sum(1).mean()
-    snr = float(mean.pow(2).sum() / second)
-    # |mean g|^2 over-estimates |E g|^2 by tr(Cov)/n; subtracting the sample estimate of that term gives an
-    # unbiased numerator, so pure noise scores about 0 instead of about 1/n (comparable across n).
-    var = (G - mean).pow(2).sum(1).sum() / max(1, n - 1)
-    snr_unbiased = float((mean.pow(2).sum() - var / n) / second)
-    cos = []
-    for i in range(0, len(gs) - 1, 2):
-        cos.append(float(torch.nn.functional.cosine_similarity(G[i], G[i + 1], dim=0)))
-    return {"snr": snr, "snr_unbiased": snr_unbiased, "cos": sum(cos) / max(1, len(cos)),
-            "grad_norm": float(G.norm(dim=1).mean())}
 
 
 def term_gradients(model, scorer, ro, adv: torch.Tensor, null: torch.Tensor, micro_batch: int | None = None) -> dict:
@@ -97,21 +76,15 @@ def gradient_estimates(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, 
     out = {k: [] for k in ("total", "cot", "answer", "null")}
     rewards_seen = []
     for _ in range(batches):
-        idx = torch.randint(len(records), (prompts,), generator=pick).tolist()
-        recs = [records[i] for i in idx for _ in range(group)]
-        texts = [build_prompt(r["question"], template) for r in recs]
-        model.eval()
-        ro = rollout(model, tok, texts, mode, rcfg, generator=g)
-        rewards = call_reward(reward_fn, texts, ro.completions, recs, completion_ids=ro.completion_ids)
+        ro, rewards, adv = sample_batch(model, tok, records, mode, rcfg, template, prompts, group, pick, g, reward_fn)
         rewards_seen += [r for r in rewards if r is not None]
-        adv = rloo_advantages(rewards, group)
         null = adv[torch.randperm(len(adv), generator=pick)]
         grads = term_gradients(model, scorer, ro, adv, null, micro_batch)
         for key in ("cot", "answer", "null"):
             out[key].append(grads[key])
         out["total"].append(grads["cot"] + grads["answer"])        # the loss is the sum of its two terms
     model.zero_grad(set_to_none=True)
-    res = {key: _stats(gs) for key, gs in out.items()}
+    res = {key: grad_stats(gs) for key, gs in out.items()}
     res["reward_mean"] = sum(rewards_seen) / max(1, len(rewards_seen))
     res["batches"] = batches
     return res

@@ -22,11 +22,9 @@ import dataclasses
 
 import torch
 
-from softcot.diagnose import _flat_grad, _stats
-from softcot.loss import Scorer, backward_microbatches, microbatches, rloo_advantages
-from softcot.prompt import build_prompt
-from softcot.rewards import call_reward
-from softcot.rollout import Rollout, rollout
+from softcot.gradstats import flat_grad, grad_stats, sample_batch
+from softcot.loss import Scorer, backward_microbatches, microbatches
+from softcot.rollout import Rollout
 from softcot.schema import CoTMode, RolloutConfig
 
 MARKER_BUCKET = "marker"
@@ -85,11 +83,11 @@ def bucket_gradients(model, ro: Rollout, adv: torch.Tensor, edges, micro_batch: 
             count += int(keep.sum())
             if keep.any():                      # an empty bucket adds nothing: spare its forward pass
                 (-(a * scorer(restrict(sub, keep))["cot"]).sum() / n).backward()
-        out[label], slots[label] = _flat_grad(model), count
+        out[label], slots[label] = flat_grad(model), count
     for name in ("cot", "answer"):
         model.zero_grad(set_to_none=True)
         backward_microbatches(plain, [ro], adv, size, lambda t, a, name=name: -(a * t[name]).sum() / n)
-        out[name] = _flat_grad(model)
+        out[name] = flat_grad(model)
     model.zero_grad(set_to_none=True)
     return {"grads": out, "slots": slots}
 
@@ -107,13 +105,7 @@ def position_gradients(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, 
     ratio = {k: [] for k in labels + ["cot"]}
     rows_by_marker = []
     for _ in range(batches):
-        idx = torch.randint(len(records), (prompts,), generator=pick).tolist()
-        recs = [records[i] for i in idx for _ in range(group)]
-        texts = [build_prompt(r["question"], template) for r in recs]
-        model.eval()
-        ro = rollout(model, tok, texts, mode, rcfg, generator=g)
-        rewards = call_reward(reward_fn, texts, ro.completions, recs, completion_ids=ro.completion_ids)
-        adv = rloo_advantages(rewards, group)
+        ro, rewards, adv = sample_batch(model, tok, records, mode, rcfg, template, prompts, group, pick, g, reward_fn)
         res = bucket_gradients(model, ro, adv, edges, micro_batch)
         gr = res["grads"]
         cot_sq = float(gr["cot"].pow(2).sum())
@@ -135,11 +127,11 @@ def position_gradients(model, tok, records, mode: CoTMode, rcfg: RolloutConfig, 
     buckets = {}
     all_slots = sum(sum(v) for v in slots.values())
     for k in labels:
-        s = _stats(grads[k])
+        s = grad_stats(grads[k])
         buckets[k] = {"grad_norm": s["grad_norm"], "grad_norm_max": max(float(x.norm()) for x in grads[k]),
                       "share": mean(share[k]), "vs_answer": mean(ratio[k]),
                       "slots": mean(slots[k]), "steps_fraction": sum(slots[k]) / all_slots if all_slots else 0.0,
                       "snr_unbiased": s["snr_unbiased"]}
     return {"edges": list(edges), "labels": labels, "buckets": buckets, "batches": batches,
-            "cot": {**_stats(grads["cot"]), "vs_answer": mean(ratio["cot"])}, "answer": _stats(grads["answer"]),
+            "cot": {**grad_stats(grads["cot"]), "vs_answer": mean(ratio["cot"])}, "answer": grad_stats(grads["answer"]),
             "rows_ended_by_marker": mean(rows_by_marker)}
