@@ -1,6 +1,7 @@
 """softcot.evaluate: the six settings end to end on a tiny trained checkpoint (tests.helpers.train_answerer),
 the new kinds' own settings, shards and byte-identical resume (in process and after a real kill -9), the
-trainer's greedy validation score, the CLI's config file / flags / overrides (its errors are in
+trainer's greedy validation score, evaluation split over processes or batches (the same per-problem results
+as one process), the CLI's config file / flags / overrides (its errors are in
 tests/test_cli.py), and (where installed) SmolLM2-135M-Instruct on real GSM8K.
 
 The answerer answers every toy prompt with either " 3+4=7 The final answer is: \\boxed{7}" or
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from softcot.config import from_dict
 from softcot.evaluate import ResumeError, evaluate, greedy_accuracy, main
@@ -23,6 +27,7 @@ from softcot.rewards import CORRECT, extract_boxed
 from softcot.schema import SETTINGS, CoTMode, EvalConfig, RolloutConfig
 from tests.helpers import ANSWERER_QUESTIONS as QUESTIONS
 from tests.helpers import SHARED_DATA as DATA
+from tests.helpers import save_tiny, write_records
 
 
 def tiny_cfg(ckpt, data, /, **kw) -> EvalConfig:
@@ -250,3 +255,55 @@ def test_smollm2_six_settings_on_gsm8k(smollm2, tmp_path):
     hg = read_jsonl(tmp_path / "out" / "hard_greedy" / "samples.jsonl")
     rows = generate(model, tok, [r["question"] for r in hg], ["hard_greedy"], cfg.prompt_template, rcfg)
     assert [r["cot"] for r in rows] == [r["cots"][0] for r in hg]
+
+
+# Split over processes or batches: the same per-problem results as one process.
+
+SPLIT_SETTINGS = ["hard_greedy", "hard_sample", "soft_sample"]
+PER_PROBLEM = ("id", "cots", "answers", "completions", "boxed", "rewards", "correct", "cot_len", "answer_len",
+               "stopped_by_marker", "entropy_count")
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ev")
+    save_tiny(d / "model")
+    write_records(d / "data.jsonl", 12)
+    (d / "eval.yaml").write_text(yaml.safe_dump({
+        "settings": SPLIT_SETTINGS, "n_samples": 3, "prompt_template": "toy", "batch_size": 5, "shard_size": 4,
+        "threads": 1, "rollout": {"max_cot_tokens": 10, "max_answer_tokens": 3}}))
+    return d
+
+
+def evaluate_cli(d, out, *extra, processes=1):
+    head = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+            if processes == 2 else [sys.executable])
+    p = subprocess.run(head + ["-m", "softcot.cli", "evaluate", "--config", str(d / "eval.yaml"), "--model",
+                               str(d / "model"), "--data", str(d / "data.jsonl"), "--out", str(out), *extra],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    return p
+
+
+def rows(out, setting):
+    return [json.loads(line) for line in (out / setting / "samples.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_write_the_one_process_results(sharded, tmp_path):
+    evaluate_cli(sharded, tmp_path / "one")
+    p = evaluate_cli(sharded, tmp_path / "two", processes=2)
+    assert sorted(f.name for f in (tmp_path / "two").glob("eval_log*.jsonl")) == ["eval_log0.jsonl", "eval_log1.jsonl"]
+    for s in SPLIT_SETTINGS:
+        assert (tmp_path / "one" / s / "samples.jsonl").read_bytes() == (tmp_path / "two" / s / "samples.jsonl").read_bytes()
+    assert (tmp_path / "one" / "summary.json").read_bytes() == (tmp_path / "two" / "summary.json").read_bytes()
+    assert "evaluate hard_sample:" in p.stderr and "\r" not in p.stderr     # progress lines, no bars
+
+
+def test_shard_and_batch_sizes_do_not_change_any_problem(sharded, tmp_path):
+    evaluate_cli(sharded, tmp_path / "a")
+    evaluate_cli(sharded, tmp_path / "b", "batch_size=7", "shard_size=5")
+    for s in SPLIT_SETTINGS:
+        for x, y in zip(rows(tmp_path / "a", s), rows(tmp_path / "b", s)):
+            assert {k: x[k] for k in PER_PROBLEM} == {k: y[k] for k in PER_PROBLEM}, (s, x["id"])
+            # entropies are float sums over other batch shapes: equal to rounding
+            assert x["entropy_sum"] == pytest.approx(y["entropy_sum"], abs=1e-4)
