@@ -19,7 +19,6 @@ Checks (asserted here, not in the test-suite), with torch.profiler(record_shapes
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F

@@ -193,7 +193,6 @@ def main(argv=None) -> int:
                      **({"decoder_s": median(dec_times[m]),
                          "outside_decoder_s": median([a - b for a, b in zip(times[m], dec_times[m])])}
                         if dec_times[m] else {}), **shape[m]})
-    res = {m: r for m, r in zip(methods, rows)}
 
     def ratio(a, b):     # (ratio of medians, median of per-repeat ratios), wall and process CPU time
         if a not in times or b not in times:

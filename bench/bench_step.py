@@ -36,7 +36,7 @@ import time
 import torch
 
 from common import (NEVER_MARKER, PeakMemory, Timer, add_common_args, env_info, load, make_prompts, median,
-                    no_early_stop, peak_memory_method, setup_torch, spread, sync, table, write_json)
+                    no_early_stop, peak_memory_method, setup_torch, sync, table, write_json)
 
 PHASES = ("rollout", "reward", "score_fwd", "backward", "optim")
 

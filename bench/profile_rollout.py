@@ -26,7 +26,7 @@ import pstats
 
 import torch
 
-from common import (NEVER_MARKER, add_common_args, env_info, load, make_prompts, no_early_stop, setup_torch, table,
+from common import (add_common_args, env_info, load, make_prompts, no_early_stop, setup_torch, table,
                     rollout_shape, torch_dtype, write_json)
 
 

@@ -2,7 +2,6 @@
 tokenizer (with and without whole-word tokens) and on SmolLM2's byte-level BPE tokenizer."""
 from __future__ import annotations
 
-import pytest
 
 from softcot.chartok import build_char_tokenizer
 from softcot.prompt import MARKER

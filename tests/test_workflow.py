@@ -64,19 +64,6 @@ class Job:
         return argv[:n]
 
     @property
-    def env(self) -> dict[str, str]:
-        """The environment assignments in front of the last command."""
-        parts, cur = [], []
-        for token in [*shlex.split(self.shell or ""), "&&"]:
-            if token == "&&":
-                parts.append(cur)
-                cur = []
-            else:
-                cur.append(token)
-        last = [c for c in parts if c][-1]
-        return dict(a.split("=", 1) for a in self._env(last))
-
-    @property
     def argv(self) -> list[str]:
         """The last command (the one that does the job's work)."""
         return self.commands()[-1]
@@ -698,7 +685,7 @@ def test_killed_training_job_is_retried_and_resumes(smoke, tmp_path_factory):
     deadline, killed = time.time() + 900, False
     while time.time() < deadline and p.poll() is None:
         if any(ck.glob("step_00000[1-5]")):          # mid-run: checkpointed, not finished
-            out = subprocess.run(["pgrep", "-f", f"output_dir=results/ci/train/hard/seed0"], capture_output=True,
+            out = subprocess.run(["pgrep", "-f", "output_dir=results/ci/train/hard/seed0"], capture_output=True,
                                  text=True).stdout.split()
             if out:
                 for pid in out:
