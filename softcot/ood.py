@@ -108,6 +108,8 @@ def main(argv: list[str]) -> int:
                     help="a model to score (repeatable): directory, hub id or 'smollm2'")
     ap.add_argument("--gguf", action="append", default=[], metavar="NAME=FILE",
                     help="GGUF file inside a model's directory (FILE alone when there is one model)")
+    ap.add_argument("--revision", action="append", default=[], metavar="NAME=REV",
+                    help="hub revision (branch, tag or commit) of model NAME")
     ap.add_argument("--data", action="append", default=[], metavar="BENCH=PATH",
                     help="a benchmark (repeatable): arc | mmlu | hellaswag (raw or normalised) or any normalised JSONL")
     ap.add_argument("--limit", type=int, help="the first N items of each benchmark")
@@ -122,7 +124,7 @@ def main(argv: list[str]) -> int:
         ggufs = {next(iter(specs)): args.gguf[0]}
     else:
         ggufs = parse_pairs(args.gguf, "--gguf")
-    flags = {"models": specs, "gguf": ggufs, "data": parse_pairs(args.data, "--data"), "limit": args.limit,
+    flags = {"models": specs, "gguf": ggufs, "revision": parse_pairs(args.revision, "--revision"), "data": parse_pairs(args.data, "--data"), "limit": args.limit,
              "batch_size": args.batch_size, "context_template": args.context_template, "threads": args.threads}
     cfg = load_config(OODConfig, args.config, args.overrides, flags={k: v for k, v in flags.items() if v is not None and v != {}})
     models = cfg.model_configs()

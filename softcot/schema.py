@@ -397,6 +397,7 @@ class OODConfig:
     models: dict = field(default_factory=dict)       # name -> model directory, hub id or "smollm2"
     data: dict = field(default_factory=dict)         # benchmark -> file or folder (raw or normalised)
     gguf: dict = field(default_factory=dict)         # name -> GGUF file inside that model's directory
+    revision: dict = field(default_factory=dict)     # name -> hub revision (branch, tag or commit) of that model
     limit: int | None = None                         # the first N items of each benchmark
     batch_size: int = 16
     context_template: str | None = None              # one context template for every benchmark
@@ -405,8 +406,9 @@ class OODConfig:
     def validate(self, prefix: str = "") -> None:
         require(bool(self.models), prefix + "models", "required: at least one NAME: model (--model NAME=DIR)")
         require(bool(self.data), prefix + "data", "required: at least one BENCH: path (--data BENCH=PATH)")
-        unknown = sorted(set(self.gguf) - set(self.models))
-        require(not unknown, prefix + "gguf", f"{unknown[:1]} names no model; models: {sorted(self.models)}")
+        for key in ("gguf", "revision"):
+            unknown = sorted(set(getattr(self, key)) - set(self.models))
+            require(not unknown, prefix + key, f"{unknown[:1]} names no model; models: {sorted(self.models)}")
         require(self.limit is None or self.limit >= 1, prefix + "limit", f"got {self.limit}; must be >= 1")
         require(self.batch_size >= 1, prefix + "batch_size", f"got {self.batch_size}; must be >= 1")
         require(self.context_template is None or "{question}" in self.context_template, prefix + "context_template",
@@ -414,7 +416,8 @@ class OODConfig:
         require(self.threads is None or self.threads >= 1, prefix + "threads", "must be >= 1 or null")
 
     def model_configs(self) -> dict[str, ModelConfig]:
-        return {n: ModelConfig(**model_fields(str(d), self.gguf.get(n))) for n, d in self.models.items()}
+        return {n: ModelConfig(**model_fields(str(d), self.gguf.get(n)), revision=self.revision.get(n))
+                for n, d in self.models.items()}
 
 
 @dataclass

@@ -9,7 +9,8 @@ import yaml
 
 from softcot.io import write_jsonl
 from softcot.ood import as_model_config, main, markdown_table, ood
-from softcot.schema import ModelConfig
+from softcot.config import ConfigError
+from softcot.schema import ModelConfig, OODConfig
 from tests.helpers import MC_RECORDS
 
 
@@ -75,3 +76,14 @@ def test_as_model_config():
     m = ModelConfig(name_or_path="x", add_special_tokens=False)
     assert as_model_config(m) is m
     assert as_model_config("org/name") == ModelConfig(name_or_path="org/name")
+
+
+def test_revision_reaches_the_named_model_and_an_unknown_name_is_refused(saved, tmp_path):
+    cfg = OODConfig(models={"base": "org/name", "tuned": "out/model"}, data={"toy": "x.jsonl"},
+                    revision={"base": "0123abc"})
+    models = cfg.model_configs()
+    assert models["base"].revision == "0123abc" and models["tuned"].revision is None
+    dirs, data = saved
+    with pytest.raises(ConfigError, match=r"revision.*\['other'\] names no model"):
+        main(["--model", f"base={dirs['base']}", "--revision", "other=main", "--data", f"toy={data}",
+              "--out", str(tmp_path / "ood.json"), "--no-progress"])

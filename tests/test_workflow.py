@@ -447,6 +447,13 @@ def test_presets_dry_run(preset):
                 assert values(argv, f"--{key}") == [str(spec[key])]
     model = cfg["base"]["model"]["name_or_path"]
     assert f"model.name_or_path={model}" in only(jobs, "train", variant="hard", seed=0).argv
+    if "ood" in rules:      # a job per model (else the evaluation job runs it, with the eval config's model)
+        ood = only(jobs, "ood", model="base").argv   # the base's out-of-domain job loads it at its revision
+        assert values(ood, "--model") == [f"base={model}"]
+        assert values(ood, "--revision") == [f"base={cfg['base']['model']['revision']}"]
+        assert "--revision" not in only(jobs, "ood", model="hard_seed0").argv
+    else:
+        assert "evaluate_model" in rules
     table = only(jobs, "table1").argv
     assert values(table, "--test-sets") == cfg["data"]["test_sets"]
     if cfg["preset"]:                       # the paper's rows beside ours

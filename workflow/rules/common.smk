@@ -236,9 +236,13 @@ def benchmark_args(dataset):
     return shlex.join(args)
 
 
-def ood_gguf_args(model):
-    gguf = None if is_toy() else config["base"]["model"].get("gguf_file")
-    return shlex.join(["--gguf", f"{model}={gguf}"]) if (model == runs.BASE and gguf) else ""
+def ood_base_args(model):
+    """--gguf and --revision of the hub base model for `softcot ood` (nothing for the toy or a trained model)."""
+    if is_toy() or model != runs.BASE:
+        return ""
+    base = config["base"]["model"]
+    pairs = [(flag, base.get(key)) for flag, key in (("--gguf", "gguf_file"), ("--revision", "revision"))]
+    return shlex.join(a for flag, v in pairs if v for a in (flag, f"{model}={v}"))
 
 
 def eval_inputs(models, datasets=None):
