@@ -1,4 +1,4 @@
-# The soft/fuzzy learning study (issue 7): does RL with soft and fuzzy CoTs learn at laptop scale, and
+# The soft/fuzzy learning study: does RL with soft and fuzzy CoTs learn at laptop scale, and
 # if not, why? `snakemake study --cores all` runs, on the embedded default's base:
 #   * the estimator diagnostics (softcot diagnose): gradient signal-to-noise per mode and per loss term,
 #     against a shuffled-advantage null control, and where the sampled diversity comes from (CoT noise or
@@ -49,7 +49,7 @@ rule diagnose_snr:
 
 
 rule study:
-    """Issue 7's study table: every mode beside its null control, and the gradient SNR diagnostics."""
+    """The study table: every mode beside its null control, and the gradient SNR diagnostics."""
     input:
         evals=eval_inputs(grid_models() + study_models(), TEST_SETS[:1]),
         extras=lambda wc: study_extra_targets(),
