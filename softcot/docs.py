@@ -51,7 +51,7 @@ def figure_copies(results: str | Path) -> dict[str, str]:
     res = Path(results)
     out = {str(p): p.name for p in sorted((res / "figures").glob("*.png"))}
     for d in EXTRA_DIRS:
-        out.update({str(p): f"{d}_{p.name}" for p in sorted((res / d).glob("*.png"))})
+        out.update({str(p): "_".join((d, *p.relative_to(res / d).parts)) for p in sorted((res / d).rglob("*.png"))})
     return out
 
 
@@ -60,7 +60,7 @@ def extra_inputs(results: str | Path) -> list[str]:
     res = Path(results)
     files = [p for name in KNOWN_TABLES[3:] for p in (res / "tables").glob(f"{name}.*")]
     files += [p for p in (res / "tables").glob("*.md") if p.stem not in KNOWN_TABLES]
-    files += [p for d in EXTRA_DIRS for p in (res / d).glob("*") if p.suffix in (".md", ".csv", ".png")]
+    files += [p for d in EXTRA_DIRS for p in (res / d).rglob("*") if p.suffix in (".md", ".csv", ".png")]
     files += [p for p in (res / "figures").glob("*.png") if p.stem not in KNOWN_FIGURES[:3]]
     return sorted(str(p) for p in files)
 
@@ -294,17 +294,18 @@ def extras_section(res: Path, copies: dict[str, str], rel) -> str:
     out = []
     for d in EXTRA_DIRS:
         folder = res / d
-        files = sorted(folder.glob("*")) if folder.is_dir() else []
+        files = sorted(folder.rglob("*"), key=lambda p: (len(p.parts), p)) if folder.is_dir() else []
         if not files:
             continue
         out += [f"## {d.capitalize()} (`{d}/`)", ""]
         for p in files:
+            name = p.relative_to(res).as_posix()
             if p.suffix == ".md":
-                out += [f"### {d}/{p.name}", "", _demote(p.read_text(encoding="utf-8"), 2)]
+                out += [f"### {name}", "", _demote(p.read_text(encoding="utf-8"), 2)]
             elif p.suffix == ".csv" and not p.with_suffix(".md").exists():
-                out += [f"### {d}/{p.name}", "", generic_csv_table(p)]
+                out += [f"### {name}", "", generic_csv_table(p)]
             elif p.suffix == ".png":
-                out.append(_figure(rel(copies[str(p)]), f"{d}/{p.name}", ""))
+                out.append(_figure(rel(copies[str(p)]), name, ""))
     return "\n".join(out)
 
 
@@ -429,10 +430,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--preset", help="a paper preset: print the paper's rows beside ours")
     ap.add_argument("--also", action="append", default=[], metavar="DIR=LABEL",
                     help="another experiment's results folder and what it changed, shown with its Table 1")
+    ap.add_argument("--readme", help="also rewrite this file's results digest block (softcot.digest), e.g. README.md")
     args = ap.parse_args(argv)
     others = dict(a.split("=", 1) if "=" in a else (a, a) for a in args.also)
     try:
         build(args.results, args.out, args.test_sets, args.preset, others)
+        if args.readme:
+            from softcot.digest import digest, update_readme
+            update_readme(args.readme, digest(args.results, args.test_sets, others, args.out))
     except FileNotFoundError as e:
         raise DataError(str(e)) from None
     print(args.out)

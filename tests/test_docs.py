@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from softcot import docs, findings, tables
+from softcot import digest, docs, findings, tables
 from softcot.io import DataError
 from tests.synthetic_results import eval_paths, make_tree, ood_paths
 
@@ -94,10 +94,10 @@ def test_extra_tables_and_figures_get_a_section(tmp_path):
     (res / "study").mkdir()
     (res / "study" / "study.md").write_text("### Study - each mode beside its null control\n\n| a |\n|---|\n| 1 |\n")
     (res / "study" / "study_curves.png").write_bytes(PNG)
-    (res / "estimators").mkdir()
+    (res / "estimators" / "figures").mkdir(parents=True)
     _, cs, _ = tables.build("table1", eval_paths(res), ["test"])
     (res / "estimators" / "compare.csv").write_text(cs)
-    (res / "estimators" / "compare.png").write_bytes(PNG)
+    (res / "estimators" / "figures" / "compare.png").write_bytes(PNG)      # nested folders are read too
     (res / "figures" / "fig5.png").write_bytes(PNG)
     copies = docs.figure_copies(res)
     assert copies[str(res / "study" / "study_curves.png")] == "study_study_curves.png"
@@ -107,7 +107,7 @@ def test_extra_tables_and_figures_get_a_section(tmp_path):
     assert "## Study (`study/`)" in text and "#### Study - each mode beside its null control" in text
     assert "## Estimators (`estimators/`)" in text and "### estimators/compare.csv" in text
     assert "| table1 | test | hard |" in text                       # the generic rendering of a numeric CSV
-    for name in ("study_study_curves.png", "estimators_compare.png", "fig5.png"):
+    for name in ("study_study_curves.png", "estimators_figures_compare.png", "fig5.png"):
         assert (tmp_path / "docs" / "figures" / name).exists() and f"(figures/{name})" in text
     assert "*Figure 5.* Ablations of the noise scale" in text
 
@@ -144,3 +144,30 @@ def test_other_experiments_are_shown_with_their_table1_and_gain(tmp_path):
     assert "moves from the base's 40.0 to: hard training to 45.0 ± 1.0" in section      # its own table1.csv
     assert "#### Table 1 - hard inference" in section
     assert "### `toy_data1`: toy data seed 1" in section and "table1.csv` is missing" in section
+
+
+def test_readme_digest_is_rewritten_between_its_markers_from_the_tables(tmp_path):
+    res = _tables(make_tree(tmp_path / "results" / "toy"), ["test", "test_hard"])
+    other = _tables(make_tree(tmp_path / "results" / "toy_seeds345", g1={"hard": 48.0}), ["test", "test_hard"])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nintro\n\n{digest.BEGIN}\nold text\n{digest.END}\n\n## after\n")
+    assert docs.main(["--results", str(res), "--out", str(tmp_path / "docs" / "results.md"), "--readme", str(readme),
+                      "--also", f"{other}=RL seeds 3-5"]) == 0
+    text = readme.read_text()
+    assert text.startswith(f"# x\n\nintro\n\n{digest.BEGIN}\n") and text.endswith(f"{digest.END}\n\n## after\n")
+    assert "old text" not in text
+    assert "| **F2** " in text and text.count("| held |") == 3 and text.count("| not held |") == 1
+    assert "| hard | 45.0 ± 1.0 | +5.0 ± 1.0 | 3 | 70.0 ± 1.0 | 0.800 ± 0.010 |" in text
+    assert "| no finetune | 40.0 |  | 1 | 60.0 | 0.700 |" in text
+    assert "- `toy_seeds345` (RL seeds 3-5): hard training's gain +8.0 ± 1.0 points over 3 seeds" in text
+    # the estimators' comparison, when its tables exist, is the one shown
+    est = make_tree(tmp_path / "est", modes=("hard", "multiplex"), g1={"multiplex": 41.0})
+    for which, inputs in (("table1", eval_paths(est)), ("table2", ood_paths(est))):
+        assert tables.main([which, "--inputs", *inputs, "--test-sets", "test", "--out",
+                            str(res / "estimators" / "tables" / which)]) == 0
+    assert "| multiplex | 41.0 ± 1.0 | +1.0 ± 1.0 | 3 |" in digest.digest(res)
+    # a README without the markers is refused with the fix, and left as it was
+    readme.write_text("# no markers\n")
+    with pytest.raises(DataError, match="add them where the digest should go"):
+        digest.update_readme(readme, "x")
+    assert readme.read_text() == "# no markers\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from softcot import runs
+from softcot import digest, runs
 from softcot.config_layers import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -591,7 +591,7 @@ def smoke(tmp_path_factory):
     real-model extras (the embedded default needs none of them)."""
     from tests import without_real_extras
     work = tmp_path_factory.mktemp("wf")
-    for name in ("Snakefile", "config.yaml", "workflow", "config", "profiles", "envs"):
+    for name in ("Snakefile", "config.yaml", "workflow", "config", "profiles", "envs", "README.md"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
     rc, out = smk("--cores", "2", "--configfile", "config/ci.yaml", cwd=work, timeout=1500, env=without_real_extras.env())
@@ -622,6 +622,10 @@ def test_docs_target_writes_the_results_document(smoke):
     for f in ("fig2", "fig3", "fig4"):
         assert (smoke / "docs" / "figures" / f"{f}.png").read_bytes() == (
             smoke / "results" / "ci" / "figures" / f"{f}.png").read_bytes()
+    readme = (smoke / "README.md").read_text()          # its results digest, from the same tables
+    assert f"{digest.BEGIN}\nExperiment `ci` (seeds 0)" in readme and "| hard | " in readme
+    outside = lambda t: (t.split(digest.BEGIN)[0], t.split(digest.END)[1])     # noqa: E731
+    assert outside(readme) == outside((ROOT / "README.md").read_text())        # the rest left as it was
 
 
 COMPARED = ("tables/*.csv", "tables/*.md", "train/*/seed*/metrics.jsonl", "train/*/seed*/val.jsonl",

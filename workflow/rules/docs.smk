@@ -1,6 +1,7 @@
 # docs/results.md: the paper's four findings judged on this experiment's numbers, the tables, the base model's
 # accuracies and the figures (copied to docs/figures/) with captions read from the results. Not part of `all`:
-# it writes into the repository's docs/, so run it on purpose:  snakemake --cores all docs
+# it writes into the repository's docs/ (and the results digest block of README.md), so run it on purpose:
+# snakemake --cores all docs
 # Optional results (ablations, study/, estimators/) are included when they exist as the DAG is built: run
 # their targets first, then `docs`.
 
@@ -29,4 +30,4 @@ rule docs:
         ENV
     localrule: True
     shell:
-        "softcot docs --results {params.res:q} {params.args} {params.also} --out {output.md:q} > {log:q} 2>&1"
+        "softcot docs --results {params.res:q} {params.args} {params.also} --out {output.md:q} --readme README.md > {log:q} 2>&1"
