@@ -51,15 +51,16 @@ def _hash(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def combine(key, value):
-    """Hash `value` into `key` (ints or int64 tensors, broadcast): hash32(key ^ hash32(value))."""
+def combine(key, value, hashed: bool = False):
+    """Hash `value` into `key` (ints or int64 tensors, broadcast): hash32(key ^ hash32(value)).
+    hashed: `value` already holds hash32 of the values (a tensor)."""
     if isinstance(key, int) and isinstance(value, int):
         return hash32(key ^ hash32(value))
     key = torch.as_tensor(key, dtype=torch.int64)
     if isinstance(value, int):          # a stream id or a position: hashed in Python, the same number, fewer ops
         return _hash(key ^ hash32(value))
     value = torch.as_tensor(value, dtype=torch.int64, device=key.device)
-    return _hash(key ^ _hash(value & MASK))
+    return _hash(key ^ (value if hashed else _hash(value & MASK)))
 
 
 def name_key(name: str) -> int:
@@ -97,6 +98,53 @@ def normal(keys: torch.Tensor, stream: int, t: int, dim: int, dtype=torch.float3
     r = torch.sqrt(-2.0 * torch.log(u[:, :half]))
     theta = 2.0 * math.pi * u[:, half:]
     return torch.cat([r * torch.cos(theta), r * torch.sin(theta)], dim=1)[:, :dim].to(dtype)
+
+
+class UniformBlocks:
+    """The uniforms `uniform(keys, stream, t, lanes)` of consecutive steps t, computed `block` steps at a time: one
+    set of tensor ops per block instead of per step (a rollout of a small model is dispatch-bound), the same
+    numbers bit for bit (integer hashes, then elementwise float64 arithmetic)."""
+
+    def __init__(self, keys: torch.Tensor, stream: int, lanes: int | None = None, block: int = 16):
+        self.keys, self.stream, self.lanes, self.block = keys, stream, lanes, block
+        self._start, self._values = None, None            # float64 (block, B[, ...])
+
+    def _transform(self, u: torch.Tensor) -> torch.Tensor:
+        return u
+
+    def _at(self, t: int) -> torch.Tensor:
+        start = t - t % self.block
+        if start != self._start:
+            steps = torch.tensor([hash32(s) for s in range(start, start + self.block)], dtype=torch.int64,
+                                 device=self.keys.device)
+            k = combine(combine(self.keys, self.stream)[None, :], steps[:, None], hashed=True)   # (block, B)
+            if self.lanes is not None:
+                k = _hash(k[:, :, None] ^ _lane_hashes(self.lanes, self.keys.device)[None, None, :])
+            self._values = self._transform((k.double() + 0.5) / 4294967296.0)
+            self._start = start
+        return self._values[t - start]
+
+    def __call__(self, t: int) -> torch.Tensor:
+        """(B,) or (B, lanes) float64 uniforms of step t."""
+        return self._at(t)
+
+
+class NormalBlocks(UniformBlocks):
+    """`normal(keys, stream, t, dim, dtype)` of consecutive steps, a block of steps at a time, bit for bit."""
+
+    def __init__(self, keys: torch.Tensor, stream: int, dim: int, block: int = 16):
+        super().__init__(keys, stream, 2 * ((dim + 1) // 2), block)
+        self.dim = dim
+
+    def _transform(self, u: torch.Tensor) -> torch.Tensor:
+        half = u.shape[-1] // 2
+        r = torch.sqrt(-2.0 * torch.log(u[..., :half]))
+        theta = 2.0 * math.pi * u[..., half:]
+        return torch.cat([r * torch.cos(theta), r * torch.sin(theta)], dim=-1)[..., :self.dim]
+
+    def __call__(self, t: int, dtype=torch.float32) -> torch.Tensor:
+        """(B, dim) normals of step t."""
+        return self._at(t).to(dtype)
 
 
 def gumbel(keys: torch.Tensor, stream: int, t: int, lanes: int, dtype=torch.float32) -> torch.Tensor:

@@ -105,12 +105,13 @@ class Rollout:
         return Rollout(**out)
 
 
-def _sample(logits: torch.Tensor, temperature: float, greedy: bool, keys: torch.Tensor, stream: int,
+def _sample(logits: torch.Tensor, temperature: float, greedy: bool, draws: rng.UniformBlocks,
             t: int) -> torch.Tensor:
-    """Argmax, or a draw from softmax(logits / temperature) by the rows' counter-based streams."""
+    """Argmax, or a draw from softmax(logits / temperature) by the rows' counter-based streams: the inverse CDF
+    at the rows' uniforms of step t (`rng.categorical`, with the uniforms computed a block of steps at a time)."""
     if greedy or temperature == 0:
         return logits.argmax(-1)
-    return rng.categorical(torch.softmax(logits / temperature, dim=-1), keys, stream, t)
+    return rng.inverse_cdf(torch.softmax(logits / temperature, dim=-1), draws(t)[:, None])[:, 0]
 
 
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -134,6 +135,17 @@ class _Context:
     eos_ids: set[int]
     sigma: float
     prefills: dict[str, list[int]]
+    draws: dict = field(default_factory=dict)    # stream -> its uniforms (or normals), a block of steps at a time
+
+    def uniforms(self, stream: int) -> rng.UniformBlocks:
+        if stream not in self.draws:
+            self.draws[stream] = rng.UniformBlocks(self.keys, stream)
+        return self.draws[stream]
+
+    def normals(self, stream: int, dim: int) -> rng.NormalBlocks:
+        if stream not in self.draws:
+            self.draws[stream] = rng.NormalBlocks(self.keys, stream, dim)
+        return self.draws[stream]
 
     @property
     def device(self):
@@ -246,7 +258,7 @@ def _next_cot_input(ctx: _Context, st: _State) -> tuple[torch.Tensor, torch.Tens
     if mode.gaussian:
         h = mix(logits, ctx.E_mix, mode.temperature)
         if ctx.sigma > 0:
-            h = h + ctx.sigma * rng.normal(ctx.keys, rng.STREAM_NOISE, st.t, h.shape[-1], dtype=h.dtype)
+            h = h + ctx.sigma * ctx.normals(rng.STREAM_NOISE, h.shape[-1])(st.t, h.dtype)
         shadow = logits.argmax(-1)
         emb = h.to(ctx.E.dtype)
         st.cot_inputs.append(torch.where(st.active_t[:, None], h, torch.zeros_like(h)))
@@ -263,7 +275,7 @@ def _next_cot_input(ctx: _Context, st: _State) -> tuple[torch.Tensor, torch.Tens
         st.cot_aux.append(aux)
         tok_col = torch.full_like(shadow, ctx.pad_id)
     else:
-        shadow = _sample(logits, mode.temperature, mode.greedy, ctx.keys, rng.STREAM_COT, st.t)
+        shadow = _sample(logits, mode.temperature, mode.greedy, ctx.uniforms(rng.STREAM_COT), st.t)
         emb = ctx.E[shadow]
         tok_col = shadow
     if st.trace is not None:
@@ -332,7 +344,7 @@ def _answer_steps(ctx: _Context, st: _State) -> None:
     done = torch.zeros(B, dtype=torch.bool, device=device)
     eos_t = torch.tensor(sorted(ctx.eos_ids), device=device) if ctx.eos_ids else None
     for j in range(cfg.max_answer_tokens):
-        a = _sample(st.logits, cfg.answer_temperature, False, ctx.keys, rng.STREAM_ANSWER, j)
+        a = _sample(st.logits, cfg.answer_temperature, False, ctx.uniforms(rng.STREAM_ANSWER), j)
         live = ~done
         if st.trace is not None:
             st.trace.append(st.logits)

@@ -8,6 +8,7 @@ import random
 import pytest
 import torch
 
+from softcot import rng
 from softcot.rng import (STREAM_COT, STREAM_GUMBEL, STREAM_MULTIPLEX, STREAM_NOISE, categorical, combine, gumbel,
                          hash32, inverse_cdf, normal, row_keys, uniform)
 
@@ -112,3 +113,15 @@ def test_inverse_cdf_lanes_reuse_the_single_draw_of_categorical():
     ids = inverse_cdf(probs, u)
     assert ids.shape == (500, 3) and torch.equal(ids[:, 0], categorical(probs, keys, STREAM_COT, 4))
     assert not torch.equal(ids[:, 1], ids[:, 0]) and not torch.equal(ids[:, 1], ids[:, 2])
+
+
+@pytest.mark.parametrize("rows,dim", [(32, 96), (7, 5), (3, 576), (1, 1)])
+def test_blocks_of_steps_are_the_per_step_draws_bit_for_bit(rows, dim):
+    keys = rng.row_keys(3, 5, torch.arange(rows), torch.arange(rows) % 4)
+    blocks = rng.NormalBlocks(keys, rng.STREAM_NOISE, dim)
+    one, lanes = rng.UniformBlocks(keys, STREAM_COT), rng.UniformBlocks(keys, STREAM_GUMBEL, lanes=dim)
+    for t in (0, 1, 15, 16, 17, 40, 3):             # within a block, across blocks, and back
+        assert torch.equal(one(t), uniform(keys, STREAM_COT, t))
+        assert torch.equal(lanes(t), uniform(keys, STREAM_GUMBEL, t, dim))
+        for dtype in (torch.float32, torch.bfloat16):
+            assert torch.equal(blocks(t, dtype), rng.normal(keys, rng.STREAM_NOISE, t, dim, dtype=dtype)), (t, dtype)
