@@ -134,6 +134,7 @@ def test_same_seed_same_bytes_other_seed_differs(train_base, tmp_path):
     assert m["x"] == m["y"] and m["x"] != m["z"]
 
 
+@pytest.mark.filterwarnings(r"ignore:Detected call of .lr_scheduler.step\(\). before:UserWarning")  # a skipped step
 def test_nonfinite_steps_are_skipped_then_stop_the_run(train_base, tmp_path):
     def nan_reward(prompts, completions, **_):
         return [float("nan") if i % 2 else 1.0 for i in range(len(completions))]
