@@ -158,8 +158,13 @@ def base_inputs_of(model):
     return [base_of(model)] if is_toy() else []
 
 
+def study_kinds():
+    """The training kinds the study controls and diagnoses: the grid's, then the estimators' beyond it."""
+    return MODES + [k for k in config["estimators"]["modes"] if k not in MODES]
+
+
 def study_variants():
-    nulls = [runs.null_variant(m) for m in MODES]
+    nulls = [runs.null_variant(m) for m in study_kinds()]
     levers = [runs.lever_variant(m, name) for name in config["study"]["levers"] for m in config["study"]["modes"]]
     return nulls, levers
 

@@ -1,5 +1,6 @@
 # The soft/fuzzy learning study: does RL with soft and fuzzy CoTs learn at laptop scale, and
-# if not, why? `snakemake study --cores all` runs, on the embedded default's base:
+# if not, why? `snakemake study --cores all` runs, on the embedded default's base, for the grid's kinds and
+# the estimators' (config `estimators.modes`: multiplex, gumbel):
 #   * the estimator diagnostics (softcot diagnose): gradient signal-to-noise per mode and per loss term,
 #     against a shuffled-advantage null control, and where the sampled diversity comes from (CoT noise or
 #     answer sampling);
@@ -28,6 +29,7 @@ rule diagnose_snr:
         f"{RES}/study/snr.json",
     params:
         model=base_model(),
+        kinds=shlex.join(study_kinds()),
         template=lambda wc: TRAIN.data.prompt_template,  # a function: the template's {question} is no wildcard
         cot=TRAIN.rollout.max_cot_tokens,
         ans=TRAIN.rollout.max_answer_tokens,
@@ -41,7 +43,7 @@ rule diagnose_snr:
     conda:
         ENV
     shell:
-        "softcot diagnose --model {params.model:q} --data {input.data:q} --modes hard soft fuzzy --batches 20 "
+        "softcot diagnose --model {params.model:q} --data {input.data:q} --modes {params.kinds} --batches 20 "
         "--prompts {params.B:q} --group {params.G:q} --max-cot-tokens {params.cot:q} "
         "--max-answer-tokens {params.ans:q} --template {params.template:q} --threads {threads} "
         "--diversity 8 --diversity-prompts 64 "
@@ -51,7 +53,7 @@ rule diagnose_snr:
 rule study:
     """The study table: every mode beside its null control, and the gradient SNR diagnostics."""
     input:
-        evals=eval_inputs(grid_models() + study_models(), TEST_SETS[:1]),
+        evals=eval_inputs(estimator_models() + study_models(), TEST_SETS[:1]),
         extras=lambda wc: study_extra_targets(),
         snr=f"{RES}/study/snr.json",
         curves=f"{RES}/study/study_curves.png",
@@ -74,7 +76,7 @@ rule study:
 rule study_curves:
     """Training reward and greedy validation of every mode, its null control and each lever."""
     input:
-        [train_dir(m) for m in grid_models()[1:] + study_models()],
+        [train_dir(m) for m in estimator_models()[1:] + study_models()],
     output:
         png=report(f"{RES}/study/study_curves.png", caption="../report/study.rst", category="Study"),
         pdf=f"{RES}/study/study_curves.pdf",
