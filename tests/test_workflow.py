@@ -268,11 +268,13 @@ def test_study_plans_null_controls_and_levers(tmp_path):
                      "    slow: {optim: {lr: 1.0e-5}, steps: 120}\n")
     _, jobs = dry_run("study", "--configfile", str(extra))
     modes, seeds = DEFAULT["train"]["modes"], DEFAULT["train"]["seeds"]
+    beyond = [k for k in DEFAULT["estimators"]["modes"] if k not in modes]   # the estimators' kinds
+    kinds = modes + beyond
     levers = {**DEFAULT["study"]["levers"], "G16": None, "slow": None}     # Snakemake merges the two configs
     trains = [j for j in jobs if j.rule == "train" and not runs.parse_variant(j.wildcards["variant"]).scale]
-    assert len(trains) == 2 * len(modes) * len(seeds) + len(levers) * 2
+    assert beyond and len(trains) == 2 * len(kinds) * len(seeds) + len(levers) * 2   # each kind and its null
     assert {j.rule for j in jobs} >= {"study", "study_curves", "diagnose_snr"}
-    for m in modes:
+    for m in kinds:
         for s in seeds:
             assert train_overrides(only(jobs, "train", variant=f"{m}-null", seed=s).argv) == [
                 f"mode.kind={m}", "shuffle_advantages=true", f"seed={s}"]
@@ -286,14 +288,15 @@ def test_study_plans_null_controls_and_levers(tmp_path):
             assert got[0] == "mode.kind=soft" and got[-1] == f"seed={s}" and sorted(got[1:-1]) == sorted(overrides)
             assert f"output_dir=results/toy/train/soft-lever{name}/seed{s}" in job.argv
     study = only(jobs, "study").argv
-    models = grid() + [f"{m}-null_seed{s}" for m in modes for s in seeds] + [
+    models = grid() + [f"{m}_seed{s}" for m in beyond for s in seeds] + [
+        f"{m}-null_seed{s}" for m in kinds for s in seeds] + [
         f"soft-lever{n}_seed{s}" for n in levers for s in (0, 1)]
     assert study[:3] == ["softcot", "tables", "study"]
     assert set(values(study, "--inputs")) == evals(models, TEST_SETS[:1]) | {"results/toy/study/snr.json"}
     curves = only(jobs, "study_curves").argv
     assert set(values(curves, "--inputs")) == {f"results/toy/train/{m.replace('_seed', '/seed')}" for m in models[1:]}
     snr = only(jobs, "diagnose_snr").argv
-    assert values(snr, "--modes") == ["hard", "soft", "fuzzy"] and values(snr, "--model") == ["results/toy/base"]
+    assert values(snr, "--modes") == kinds and values(snr, "--model") == ["results/toy/base"]
 
 
 def _diagnose_flags(argv: list[str]) -> dict:
@@ -356,10 +359,11 @@ def test_study_plans_the_scale_study_and_the_positions_split():
         assert set(values(argv, "--inputs")) == scale_inputs and values(argv, "--test-set") == TEST_SETS[:1]
         assert values(argv, "--out") == [out]
     gains = only(jobs, "study_gains").argv
-    modes = DEFAULT["train"]["modes"]
+    modes = DEFAULT["train"]["modes"] + [k for k in DEFAULT["estimators"]["modes"] if k not in DEFAULT["train"]["modes"]]
     assert values(gains, "--compare") == [f"{m}={m}-null" for m in modes] + [
         f"{m}-leverlong={m}-leverlongnull" for m in study["modes"]]
-    gain_models = grid() + [f"{m}-null_seed{s}" for m in modes for s in DEFAULT["train"]["seeds"]] + [
+    gain_models = [runs.BASE] + [f"{m}{null}_seed{s}" for m in modes for null in ("", "-null")
+                                 for s in DEFAULT["train"]["seeds"]] + [
         f"{m}-lever{L}_seed{s}" for L in ("long", "longnull") for m in study["modes"] for s in study["seeds"]]
     assert set(values(gains, "--inputs")) == evals(gain_models, TEST_SETS[:1]) | {
         f"results/toy/train/{m.replace('_seed', '/seed')}" for m in gain_models[1:]}
