@@ -210,6 +210,17 @@ def _prompt_logits(model, tok):
     return model(**enc).logits[0, -1]
 
 
+def _assert_close_to_exact(est: torch.Tensor, model) -> None:
+    """The score-function estimate `est` of the output head's gradient against the exact one, which the caller
+    has just backpropagated into model.lm_head.weight.grad: the same direction and about the same length."""
+    exact = model.lm_head.weight.grad.clone()
+    model.zero_grad()
+    cos = torch.nn.functional.cosine_similarity(est.flatten(), exact.flatten(), dim=0)
+    print(f"cosine {cos:.3f}, norm ratio {float(est.norm() / exact.norm()):.3f}")
+    assert cos > 0.9, f"cosine {cos:.3f}"
+    assert 0.7 < float(est.norm() / exact.norm()) < 1.3
+
+
 def test_multiplex_score_function_matches_closed_form_gradient():
     """R = the number of the K draws equal to token a: E[R] = K p_a, so grad E[R] = K grad p_a."""
     model, tok = make_tiny("llama", seed=6)
@@ -217,12 +228,7 @@ def test_multiplex_score_function_matches_closed_form_gradient():
     a = int(_prompt_logits(model, tok).argmax())
     est = _one_step_score_gradient(model, tok, mode, lambda ro: (ro.cot_tokens[:, 0] == a).sum(-1))
     (3 * torch.softmax(_prompt_logits(model, tok) / mode.temperature, -1)[a]).backward()
-    exact = model.lm_head.weight.grad.clone()
-    model.zero_grad()
-    cos = torch.nn.functional.cosine_similarity(est.flatten(), exact.flatten(), dim=0)
-    print(f"cosine {cos:.3f}, norm ratio {float(est.norm() / exact.norm()):.3f}")
-    assert cos > 0.9, f"cosine {cos:.3f}"
-    assert 0.7 < float(est.norm() / exact.norm()) < 1.3
+    _assert_close_to_exact(est, model)
 
 
 def test_gumbel_score_function_matches_closed_form_gradient():
@@ -234,12 +240,7 @@ def test_gumbel_score_function_matches_closed_form_gradient():
     z = _prompt_logits(model, tok)
     top = z.topk(4).indices
     torch.softmax(z[top] / mode.temperature, -1)[0].backward()
-    exact = model.lm_head.weight.grad.clone()
-    model.zero_grad()
-    cos = torch.nn.functional.cosine_similarity(est.flatten(), exact.flatten(), dim=0)
-    print(f"cosine {cos:.3f}, norm ratio {float(est.norm() / exact.norm()):.3f}")
-    assert cos > 0.9, f"cosine {cos:.3f}"
-    assert 0.7 < float(est.norm() / exact.norm()) < 1.3
+    _assert_close_to_exact(est, model)
 
 
 def test_rloo_advantages_sum_to_zero_per_group():
