@@ -6,15 +6,17 @@
 The digest replaces the text between README's two marker lines (BEGIN and END below) and nothing else: the
 paper's four findings with their verdicts, one row per training method (the estimators' comparison when
 `estimators/` holds its tables, else the default grid's) with greedy pass@1, its gain over the base, sampled
-pass@n and the out-of-domain NLL, and the hard-mode gain of each other experiment passed with --also. Every
+pass@n, the out-of-domain NLL and, when the study ran, its null control's gain (study/gains.csv) and the
+gradient's unbiased signal-to-noise ratio on the base (study/snr.json), and the hard-mode gain of each other experiment passed with --also. Every
 number is read from the tables' CSV files. Torch-free.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from softcot.docs import _csv, _md_table, _stat
-from softcot.findings import BASE, judge
+from softcot.findings import BASE, Stat, judge
 from softcot.io import DataError, write_text
 from softcot.tables import read_csv
 
@@ -41,6 +43,10 @@ def methods_table(res: Path, test_set: str) -> tuple[str, str]:
     passn = _passn(t1, test_set)
     ood_sets = list(dict.fromkeys(r["dataset"] for r in t2 if r["metric"] == "NLL"))
     base = _stat(t1, dataset=test_set, method=BASE, metric="G1")
+    gains_csv, snr_json = res / "study" / "gains.csv", res / "study" / "snr.json"
+    nulls = {r["mode"]: Stat(r["mean"], r["std"], r["n"]) for r in (read_csv(gains_csv) if gains_csv.exists() else [])
+             if r.get("setup") == "default" and r["metric"] == "null G1 gain vs base"}
+    snr = json.loads(snr_json.read_text())["modes"] if snr_json.exists() else {}
     body = []
     for m in methods:
         g1 = _stat(t1, dataset=test_set, method=m, metric="G1")
@@ -54,10 +60,19 @@ def methods_table(res: Path, test_set: str) -> tuple[str, str]:
         for d in ood_sets:
             s = _stat(t2, dataset=d, method=m, metric="NLL")
             row.append("-" if s is None else s.text(".3f"))
+        if nulls:
+            n = nulls.get(m)
+            row.append("" if m == BASE else "-" if n is None else f"{n.mean:+.1f}" + ("" if n.n < 2 else f" ± {n.std:.1f}"))
+        if snr:
+            x = snr.get(m)
+            row.append("" if m == BASE else "-" if x is None else
+                       f"{x['total']['snr_unbiased']:.3f} ({x['null']['snr_unbiased']:.3f})")
         body.append(row)
     header = ["training method", f"{test_set} greedy pass@1 (%)", "gain over the base (points)", "seeds"]
     header += [f"{test_set} sampled pass@{passn[1:]} (%)"] if passn else []
     header += [f"{d} NLL (nats/token)" for d in ood_sets]
+    header += ["null control's gain (points)"] if nulls else []
+    header += ["gradient SNR on the base, unbiased (null control)"] if snr else []
     where = f"`{res.name}/{sub + '/' if sub else ''}tables/table1.csv`, `table2.csv`"
     if base is None:
         raise DataError(f"{res}/{sub + '/' if sub else ''}tables/table1.csv: no '{BASE}' G1 row on {test_set}; "

@@ -3,6 +3,8 @@ number in the document comes from the files, the paper's rows sit beside ours fo
 figures (study/, estimators/) get a section each."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from softcot import digest, docs, findings, tables
@@ -166,6 +168,17 @@ def test_readme_digest_is_rewritten_between_its_markers_from_the_tables(tmp_path
         assert tables.main([which, "--inputs", *inputs, "--test-sets", "test", "--out",
                             str(res / "estimators" / "tables" / which)]) == 0
     assert "| multiplex | 41.0 ± 1.0 | +1.0 ± 1.0 | 3 |" in digest.digest(res)
+    # with the study's outputs: each method's null control and its gradient SNR on the base
+    (res / "study").mkdir()
+    (res / "study" / "gains.csv").write_text(
+        "section,dataset,setup,mode,null control,metric,unit,mean,std,n,seed0,seed1,seed2\n"
+        "gains,test,default,hard,hard-null,null G1 gain vs base,points,-1.5,0.5,3,-1,-2,-1.5\n"
+        "gains,test,long,hard,hard-leverlongnull,null G1 gain vs base,points,9,0,3,9,9,9\n")
+    (res / "study" / "snr.json").write_text(json.dumps({"modes": {"hard": {
+        "total": {"snr_unbiased": 0.072}, "null": {"snr_unbiased": -0.006}}}}))
+    text = digest.digest(res)
+    assert "null control's gain (points) | gradient SNR on the base, unbiased (null control) |" in text
+    assert "| +1.0 ± 1.0 | 3 |" in text and "| -1.5 ± 0.5 | 0.072 (-0.006) |" in text and "| - | - |" in text
     # a README without the markers is refused with the fix, and left as it was
     readme.write_text("# no markers\n")
     with pytest.raises(DataError, match="add them where the digest should go"):
