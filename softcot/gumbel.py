@@ -37,7 +37,7 @@ def log_pi(top_logits: torch.Tensor, tau: float) -> torch.Tensor:
     return torch.log_softmax(top_logits.to(torch.promote_types(top_logits.dtype, torch.float32)) / tau, -1)
 
 
-def draw(logits: torch.Tensor, mode: CoTMode, keys: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+def draw(logits: torch.Tensor, mode: CoTMode, keys: torch.Tensor | rng.Draws, t: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One step for (B, V) logits: the (B, k) top-k ids (by decreasing p) and the (B, k) fp32 log y.
     The noise of row b is a function of keys[b] and t alone (softcot.rng)."""
     k = mode.gumbel_top_k

@@ -35,7 +35,7 @@ def weights(K: int, gate: torch.Tensor | None, shape: tuple, device) -> torch.Te
     return torch.where(gate.unsqueeze(-1), mixed, first)
 
 
-def draw(logits: torch.Tensor, mode: CoTMode, keys: torch.Tensor, t: int
+def draw(logits: torch.Tensor, mode: CoTMode, keys: torch.Tensor | rng.Draws, t: int
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One step for (B, V) logits: (B, K) token ids, (B, K) fp32 weights, and the (B,) gate (None when the
     gate is off). Draw k of row b is a function of keys[b], t and k alone (softcot.rng)."""

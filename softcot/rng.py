@@ -77,8 +77,10 @@ def row_keys(seed: int, step: int, prompt: torch.Tensor | list[int], sample: tor
     return combine(combine(torch.full_like(prompt, base), prompt), sample)
 
 
-def uniform(keys: torch.Tensor, stream: int, t: int, lanes: int | None = None) -> torch.Tensor:
+def uniform(keys: "torch.Tensor | Draws", stream: int, t: int, lanes: int | None = None) -> torch.Tensor:
     """Uniforms in (0, 1), float64: (B,) for one lane, (B, lanes) for several (e.g. one per noise dimension)."""
+    if isinstance(keys, Draws):
+        return keys.uniform(stream, t, lanes)
     k = combine(combine(keys, stream), t)
     if lanes is not None:        # combine(k, lane) for every lane, with the lanes' hashes computed once
         k = _hash(k[:, None] ^ _lane_hashes(lanes, keys.device)[None, :])
@@ -93,6 +95,8 @@ def _lane_hashes(lanes: int, device: torch.device) -> torch.Tensor:
 
 def normal(keys: torch.Tensor, stream: int, t: int, dim: int, dtype=torch.float32) -> torch.Tensor:
     """(B, dim) standard normals by Box-Muller from 2 * ceil(dim / 2) uniforms per row."""
+    if isinstance(keys, Draws):
+        return keys.normal(stream, t, dim, dtype)
     half = (dim + 1) // 2
     u = uniform(keys, stream, t, 2 * half)
     r = torch.sqrt(-2.0 * torch.log(u[:, :half]))
@@ -145,6 +149,28 @@ class NormalBlocks(UniformBlocks):
     def __call__(self, t: int, dtype=torch.float32) -> torch.Tensor:
         """(B, dim) normals of step t."""
         return self._at(t).to(dtype)
+
+
+class Draws:
+    """The draws of one rollout's rows: `uniform`, `normal`, `gumbel` and `categorical` of this module accept a
+    Draws in place of the keys and then read their numbers from blocks of steps (UniformBlocks, NormalBlocks),
+    the same numbers bit for bit. A rollout makes one per call; every step of a stream then costs one slice."""
+
+    def __init__(self, keys: torch.Tensor, block: int = 16):
+        self.keys, self.block = keys, block
+        self._blocks: dict = {}
+
+    def uniform(self, stream: int, t: int, lanes: int | None = None) -> torch.Tensor:
+        key = ("uniform", stream, lanes)
+        if key not in self._blocks:
+            self._blocks[key] = UniformBlocks(self.keys, stream, lanes, self.block)
+        return self._blocks[key](t)
+
+    def normal(self, stream: int, t: int, dim: int, dtype=torch.float32) -> torch.Tensor:
+        key = ("normal", stream, dim)
+        if key not in self._blocks:
+            self._blocks[key] = NormalBlocks(self.keys, stream, dim, self.block)
+        return self._blocks[key](t, dtype)
 
 
 def gumbel(keys: torch.Tensor, stream: int, t: int, lanes: int, dtype=torch.float32) -> torch.Tensor:

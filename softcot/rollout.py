@@ -105,13 +105,12 @@ class Rollout:
         return Rollout(**out)
 
 
-def _sample(logits: torch.Tensor, temperature: float, greedy: bool, draws: rng.UniformBlocks,
+def _sample(logits: torch.Tensor, temperature: float, greedy: bool, draws: rng.Draws, stream: int,
             t: int) -> torch.Tensor:
-    """Argmax, or a draw from softmax(logits / temperature) by the rows' counter-based streams: the inverse CDF
-    at the rows' uniforms of step t (`rng.categorical`, with the uniforms computed a block of steps at a time)."""
+    """Argmax, or a draw from softmax(logits / temperature) by the rows' counter-based streams."""
     if greedy or temperature == 0:
         return logits.argmax(-1)
-    return rng.inverse_cdf(torch.softmax(logits / temperature, dim=-1), draws(t)[:, None])[:, 0]
+    return rng.categorical(torch.softmax(logits / temperature, dim=-1), draws, stream, t)
 
 
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -135,17 +134,10 @@ class _Context:
     eos_ids: set[int]
     sigma: float
     prefills: dict[str, list[int]]
-    draws: dict = field(default_factory=dict)    # stream -> its uniforms (or normals), a block of steps at a time
+    draws: rng.Draws | None = None     # the rows' random numbers by step (built from keys, a block at a time)
 
-    def uniforms(self, stream: int) -> rng.UniformBlocks:
-        if stream not in self.draws:
-            self.draws[stream] = rng.UniformBlocks(self.keys, stream)
-        return self.draws[stream]
-
-    def normals(self, stream: int, dim: int) -> rng.NormalBlocks:
-        if stream not in self.draws:
-            self.draws[stream] = rng.NormalBlocks(self.keys, stream, dim)
-        return self.draws[stream]
+    def __post_init__(self):
+        self.draws = rng.Draws(self.keys)
 
     @property
     def device(self):
@@ -258,24 +250,24 @@ def _next_cot_input(ctx: _Context, st: _State) -> tuple[torch.Tensor, torch.Tens
     if mode.gaussian:
         h = mix(logits, ctx.E_mix, mode.temperature)
         if ctx.sigma > 0:
-            h = h + ctx.sigma * ctx.normals(rng.STREAM_NOISE, h.shape[-1])(st.t, h.dtype)
+            h = h + ctx.sigma * rng.normal(ctx.draws, rng.STREAM_NOISE, st.t, h.shape[-1], dtype=h.dtype)
         shadow = logits.argmax(-1)
         emb = h.to(ctx.E.dtype)
         st.cot_inputs.append(torch.where(st.active_t[:, None], h, torch.zeros_like(h)))
         tok_col = torch.full_like(shadow, ctx.pad_id)
     elif mode.kind in ("multiplex", "gumbel"):
         if mode.kind == "multiplex":
-            ids, w, aux = multiplex.draw(logits, mode, ctx.keys, st.t)
+            ids, w, aux = multiplex.draw(logits, mode, ctx.draws, st.t)
             shadow = ids[:, 0] if mode.multiplex_k == 1 else logits.argmax(-1)
         else:
-            ids, aux = gumbel.draw(logits, mode, ctx.keys, st.t)
+            ids, aux = gumbel.draw(logits, mode, ctx.draws, st.t)
             w, shadow = aux.exp(), ids[:, 0]
         emb = mix_rows(ctx.E, ids, w).to(ctx.E.dtype)
         st.cot_tokens.append(ids)
         st.cot_aux.append(aux)
         tok_col = torch.full_like(shadow, ctx.pad_id)
     else:
-        shadow = _sample(logits, mode.temperature, mode.greedy, ctx.uniforms(rng.STREAM_COT), st.t)
+        shadow = _sample(logits, mode.temperature, mode.greedy, ctx.draws, rng.STREAM_COT, st.t)
         emb = ctx.E[shadow]
         tok_col = shadow
     if st.trace is not None:
@@ -344,7 +336,7 @@ def _answer_steps(ctx: _Context, st: _State) -> None:
     done = torch.zeros(B, dtype=torch.bool, device=device)
     eos_t = torch.tensor(sorted(ctx.eos_ids), device=device) if ctx.eos_ids else None
     for j in range(cfg.max_answer_tokens):
-        a = _sample(st.logits, cfg.answer_temperature, False, ctx.uniforms(rng.STREAM_ANSWER), j)
+        a = _sample(st.logits, cfg.answer_temperature, False, ctx.draws, rng.STREAM_ANSWER, j)
         live = ~done
         if st.trace is not None:
             st.trace.append(st.logits)

@@ -120,8 +120,14 @@ def test_blocks_of_steps_are_the_per_step_draws_bit_for_bit(rows, dim):
     keys = rng.row_keys(3, 5, torch.arange(rows), torch.arange(rows) % 4)
     blocks = rng.NormalBlocks(keys, rng.STREAM_NOISE, dim)
     one, lanes = rng.UniformBlocks(keys, STREAM_COT), rng.UniformBlocks(keys, STREAM_GUMBEL, lanes=dim)
+    draws = rng.Draws(keys)
     for t in (0, 1, 15, 16, 17, 40, 3):             # within a block, across blocks, and back
         assert torch.equal(one(t), uniform(keys, STREAM_COT, t))
         assert torch.equal(lanes(t), uniform(keys, STREAM_GUMBEL, t, dim))
         for dtype in (torch.float32, torch.bfloat16):
             assert torch.equal(blocks(t, dtype), rng.normal(keys, rng.STREAM_NOISE, t, dim, dtype=dtype)), (t, dtype)
+            # a rollout's Draws in place of the keys: the functional API reads the blocks
+            assert torch.equal(normal(draws, STREAM_NOISE, t, dim, dtype), normal(keys, STREAM_NOISE, t, dim, dtype))
+        assert torch.equal(gumbel(draws, STREAM_GUMBEL, t, dim), gumbel(keys, STREAM_GUMBEL, t, dim))
+        probs = torch.rand(rows, 11)
+        assert torch.equal(categorical(probs, draws, STREAM_COT, t), categorical(probs, keys, STREAM_COT, t))
