@@ -7,8 +7,8 @@ The digest replaces the text between README's two marker lines (BEGIN and END be
 paper's four findings with their verdicts, one row per training method (the estimators' comparison when
 `estimators/` holds its tables, else the default grid's) with greedy pass@1, its gain over the base, sampled
 pass@n, the out-of-domain NLL and, when the study ran, its null control's gain (study/gains.csv) and the
-gradient's unbiased signal-to-noise ratio on the base (study/snr.json), and the hard-mode gain of each other experiment passed with --also. Every
-number is read from the tables' CSV files. Torch-free.
+gradient's unbiased signal-to-noise ratio on the base (study/snr.json); and the hard-mode gain of each other
+experiment passed with --also. Every number is read from the results' files. Torch-free.
 """
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ def _passn(rows: list[dict], dataset: str) -> str | None:
     return f"S{ks[-1]}" if ks else None
 
 
+def _signed(s: Stat) -> str:
+    return f"{s.mean:+.1f}" if s.n < 2 else f"{s.mean:+.1f} ± {s.std:.1f}"
+
+
 def methods_table(res: Path, test_set: str) -> tuple[str, str]:
     """(Markdown table, where it was read from): one row per training method on `test_set`."""
     sub = "estimators" if (res / "estimators" / "tables" / "table1.csv").exists() else ""
@@ -42,18 +46,19 @@ def methods_table(res: Path, test_set: str) -> tuple[str, str]:
     methods = list(dict.fromkeys(r["method"] for r in t1 if r["dataset"] == test_set and r["metric"] == "G1"))
     passn = _passn(t1, test_set)
     ood_sets = list(dict.fromkeys(r["dataset"] for r in t2 if r["metric"] == "NLL"))
-    base = _stat(t1, dataset=test_set, method=BASE, metric="G1")
+    if _stat(t1, dataset=test_set, method=BASE, metric="G1") is None:
+        raise DataError(f"{res}/{sub + '/' if sub else ''}tables/table1.csv: no '{BASE}' G1 row on {test_set}; "
+                        f"rebuild the table with `snakemake --cores all table1`")
     gains_csv, snr_json = res / "study" / "gains.csv", res / "study" / "snr.json"
-    nulls = {r["mode"]: Stat(r["mean"], r["std"], r["n"]) for r in (read_csv(gains_csv) if gains_csv.exists() else [])
+    gains = read_csv(gains_csv) if gains_csv.exists() else []
+    nulls = {r["mode"]: Stat(r["mean"], r["std"], r["n"]) for r in gains
              if r.get("setup") == "default" and r["metric"] == "null G1 gain vs base"}
     snr = json.loads(snr_json.read_text())["modes"] if snr_json.exists() else {}
     body = []
     for m in methods:
         g1 = _stat(t1, dataset=test_set, method=m, metric="G1")
         gain = _stat(t1, dataset=test_set, method=m, metric="G1 gain vs base")
-        row = [m, g1.text(), "" if m == BASE or gain is None else (f"{gain.mean:+.1f}" if gain.n < 2 else
-                                                                   f"{gain.mean:+.1f} ± {gain.std:.1f}"),
-               str(g1.n)]
+        row = [m, g1.text(), "" if m == BASE or gain is None else _signed(gain), str(g1.n)]
         if passn:
             s = _stat(t1, dataset=test_set, method=m, metric=passn)
             row.append("-" if s is None else s.text())
@@ -61,8 +66,7 @@ def methods_table(res: Path, test_set: str) -> tuple[str, str]:
             s = _stat(t2, dataset=d, method=m, metric="NLL")
             row.append("-" if s is None else s.text(".3f"))
         if nulls:
-            n = nulls.get(m)
-            row.append("" if m == BASE else "-" if n is None else f"{n.mean:+.1f}" + ("" if n.n < 2 else f" ± {n.std:.1f}"))
+            row.append("" if m == BASE else "-" if m not in nulls else _signed(nulls[m]))
         if snr:
             x = snr.get(m)
             row.append("" if m == BASE else "-" if x is None else
@@ -74,9 +78,6 @@ def methods_table(res: Path, test_set: str) -> tuple[str, str]:
     header += ["null control's gain (points)"] if nulls else []
     header += ["gradient SNR on the base, unbiased (null control)"] if snr else []
     where = f"`{res.name}/{sub + '/' if sub else ''}tables/table1.csv`, `table2.csv`"
-    if base is None:
-        raise DataError(f"{res}/{sub + '/' if sub else ''}tables/table1.csv: no '{BASE}' G1 row on {test_set}; "
-                        f"rebuild the table with `snakemake --cores all table1`")
     return _md_table(header, body), where
 
 
@@ -98,8 +99,8 @@ def digest(res: str | Path, test_sets: list[str] | None = None, others: dict[str
         rows = _csv(Path(path), "table1")
         gain = _stat(rows, dataset=test_sets[0], method="hard", metric="G1 gain vs base")
         if gain is not None:
-            lines.append(f"- `{Path(path).name}` ({label}): hard training's gain "
-                         f"{gain.mean:+.1f} ± {gain.std:.1f} points over {gain.n} seeds")
+            lines.append(f"- `{Path(path).name}`, {label}: hard training's gain {_signed(gain)} points over "
+                         f"{gain.n} seeds")
     if lines:
         out += [f"The same budget elsewhere (greedy pass@1 on {test_sets[0]}):", "", *lines, ""]
     return "\n".join(out).rstrip() + "\n"

@@ -124,9 +124,11 @@ def main(argv: list[str]) -> int:
         ggufs = {next(iter(specs)): args.gguf[0]}
     else:
         ggufs = parse_pairs(args.gguf, "--gguf")
-    flags = {"models": specs, "gguf": ggufs, "revision": parse_pairs(args.revision, "--revision"), "data": parse_pairs(args.data, "--data"), "limit": args.limit,
+    flags = {"models": specs, "gguf": ggufs, "revision": parse_pairs(args.revision, "--revision"),
+             "data": parse_pairs(args.data, "--data"), "limit": args.limit,
              "batch_size": args.batch_size, "context_template": args.context_template, "threads": args.threads}
-    cfg = load_config(OODConfig, args.config, args.overrides, flags={k: v for k, v in flags.items() if v is not None and v != {}})
+    given = {k: v for k, v in flags.items() if v is not None and v != {}}
+    cfg = load_config(OODConfig, args.config, args.overrides, flags=given)
     models = cfg.model_configs()
     for n, m in models.items():
         m.validate(f"--model {n}: ")

@@ -161,7 +161,7 @@ def test_readme_digest_is_rewritten_between_its_markers_from_the_tables(tmp_path
     assert "| **F2** " in text and text.count("| held |") == 3 and text.count("| not held |") == 1
     assert "| hard | 45.0 ± 1.0 | +5.0 ± 1.0 | 3 | 70.0 ± 1.0 | 0.800 ± 0.010 |" in text
     assert "| no finetune | 40.0 |  | 1 | 60.0 | 0.700 |" in text
-    assert "- `toy_seeds345` (RL seeds 3-5): hard training's gain +8.0 ± 1.0 points over 3 seeds" in text
+    assert "- `toy_seeds345`, RL seeds 3-5: hard training's gain +8.0 ± 1.0 points over 3 seeds" in text
     # the estimators' comparison, when its tables exist, is the one shown
     est = make_tree(tmp_path / "est", modes=("hard", "multiplex"), g1={"multiplex": 41.0})
     for which, inputs in (("table1", eval_paths(est)), ("table2", ood_paths(est))):
