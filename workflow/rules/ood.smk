@@ -13,7 +13,7 @@ if not res("evaluate", "per_model", False):
             f"{RES}/ood/{{model}}.json",
         params:
             model=lambda wc: model_path(wc.model),
-            base=lambda wc: ood_base_args(wc.model),
+            args=lambda wc: ood_base_args(wc.model),  # --gguf, --revision of a hub base
             data=lambda wc: shlex.join(a for d in OOD_SETS for a in ("--data", f"{d}={RES}/data/{d}.jsonl")),
             limit=config["ood"]["limit"],
             batch=config["ood"]["batch_size"],
@@ -27,6 +27,6 @@ if not res("evaluate", "per_model", False):
         conda:
             ENV
         shell:
-            "softcot ood --model {wildcards.model}={params.model:q} {params.base} {params.data} "
+            "softcot ood --model {wildcards.model}={params.model:q} {params.args} {params.data} "
             "--limit {params.limit:q} --batch-size {params.batch:q} --threads {threads} --out {output:q} "
             "> {log:q} 2>&1"

@@ -29,7 +29,7 @@ rule diagnose_snr:
         f"{RES}/study/snr.json",
     params:
         model=base_model(),
-        kinds=shlex.join(study_kinds()),
+        args=shlex.join(["--modes", *study_kinds()]),
         template=lambda wc: TRAIN.data.prompt_template,  # a function: the template's {question} is no wildcard
         cot=TRAIN.rollout.max_cot_tokens,
         ans=TRAIN.rollout.max_answer_tokens,
@@ -43,7 +43,7 @@ rule diagnose_snr:
     conda:
         ENV
     shell:
-        "softcot diagnose --model {params.model:q} --data {input.data:q} --modes {params.kinds} --batches 20 "
+        "softcot diagnose --model {params.model:q} --data {input.data:q} {params.args} --batches 20 "
         "--prompts {params.B:q} --group {params.G:q} --max-cot-tokens {params.cot:q} "
         "--max-answer-tokens {params.ans:q} --template {params.template:q} --threads {threads} "
         "--diversity 8 --diversity-prompts 64 "
