@@ -158,13 +158,13 @@ def base_inputs_of(model):
     return [base_of(model)] if is_toy() else []
 
 
-def study_kinds():
-    """The training kinds the study controls and diagnoses: the grid's, then the estimators' beyond it."""
+def all_kinds():
+    """Every training kind: the grid's, then the estimators' beyond it (their models, null controls, diagnostics)."""
     return MODES + [k for k in config["estimators"]["modes"] if k not in MODES]
 
 
 def study_variants():
-    nulls = [runs.null_variant(m) for m in study_kinds()]
+    nulls = [runs.null_variant(m) for m in all_kinds()]
     levers = [runs.lever_variant(m, name) for name in config["study"]["levers"] for m in config["study"]["modes"]]
     return nulls, levers
 
@@ -197,8 +197,7 @@ EST = f"{RES}/estimators"
 
 def estimator_models():
     """The base, the default grid's models, and every seed of each `estimators.modes` kind, once each."""
-    extra = [runs.model_name(m, s) for m in config["estimators"]["modes"] for s in SEEDS]
-    return grid_models() + [m for m in extra if m not in grid_models()]
+    return [runs.BASE] + [runs.model_name(m, s) for m in all_kinds() for s in SEEDS]
 
 
 def own_setting_models():

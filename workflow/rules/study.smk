@@ -29,7 +29,7 @@ rule diagnose_snr:
         f"{RES}/study/snr.json",
     params:
         model=base_model(),
-        args=shlex.join(["--modes", *study_kinds()]),
+        args=shlex.join(["--modes", *all_kinds()]),
         template=lambda wc: TRAIN.data.prompt_template,  # a function: the template's {question} is no wildcard
         cot=TRAIN.rollout.max_cot_tokens,
         ans=TRAIN.rollout.max_answer_tokens,

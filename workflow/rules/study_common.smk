@@ -24,7 +24,7 @@ def null_lever(name):
 def gain_comparisons():
     """(variant, its null control or None) rows of the gains table: each grid mode beside <mode>-null, each
     lever's run beside its null lever's."""
-    rows = [(m, str(runs.null_variant(m))) for m in study_kinds()]
+    rows = [(m, str(runs.null_variant(m))) for m in all_kinds()]
     for name in config["study"]["levers"]:
         if is_null_lever(name):
             continue
